@@ -1,0 +1,99 @@
+"""Training callbacks: a step progress bar (loss, val ppl, tokens/s, ETA) and throughput/MFU logging.
+
+    python -m gptlab.train trainer.log_every_n_steps=1     # tokens/s and MFU on every optimizer step
+"""
+from __future__ import annotations
+
+import os
+import time
+
+import torch
+from lightning.pytorch import Callback
+from tqdm.auto import tqdm
+
+
+def cpu_peak_flops() -> float:
+    """fp32 peak of this CPU: cores x clock x 32 FLOP/cycle (two 256-bit FMA units, AVX2 as on Zen 3)."""
+    mhz = 0.0
+    try:
+        with open("/proc/cpuinfo") as f:
+            mhz = max(float(line.split(":")[1]) for line in f if line.startswith("cpu MHz"))
+    except (OSError, ValueError):
+        pass
+    return len(os.sched_getaffinity(0)) * (mhz or 2500.0) * 1e6 * 32
+
+
+def peak_flops(device: torch.device, precision: str) -> float | None:
+    """Dense peak FLOP/s of one device for this precision: Lightning's GPU table, or the CPU estimate."""
+    if device.type == "cpu":
+        return cpu_peak_flops()
+    from lightning.fabric.utilities.throughput import get_available_flops
+    dtype = torch.bfloat16 if "bf16" in precision else torch.float16 if precision.startswith("16") else torch.float32
+    return get_available_flops(device, dtype)
+
+
+class Throughput(Callback):
+    """Logs tokens/s and MFU every `log_every_n_steps` optimizer steps, validation time excluded."""
+
+    def __init__(self, tokens_per_step: int, flops_per_token: int, peak: float | None = None, precision: str = "32-true"):
+        self.tokens_per_step, self.flops_per_token, self.peak, self.precision = tokens_per_step, flops_per_token, peak, precision
+
+    def on_train_start(self, trainer, pl_module):
+        if self.peak is None:
+            self.peak = peak_flops(pl_module.device, self.precision)
+        self.last_step, self.last_time, self.paused = trainer.global_step, time.perf_counter(), 0.0
+
+    def on_validation_start(self, trainer, pl_module):
+        self.val_start = time.perf_counter()
+
+    def on_validation_end(self, trainer, pl_module):
+        if hasattr(self, "val_start"):
+            self.paused += time.perf_counter() - self.val_start
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        step = trainer.global_step
+        if step == self.last_step or step % trainer.log_every_n_steps:
+            return
+        if pl_module.device.type == "cuda":
+            torch.cuda.synchronize()  # only at logging steps: the queue must drain for honest timing
+        now = time.perf_counter()
+        tps = (step - self.last_step) * self.tokens_per_step / max(now - self.last_time - self.paused, 1e-9)
+        pl_module.log("tokens_per_s", tps, prog_bar=True)
+        if self.peak:
+            pl_module.log("mfu", tps * self.flops_per_token / (self.peak * trainer.world_size))
+        self.last_step, self.last_time, self.paused = step, now, 0.0
+
+
+class Progress(Callback):
+    """One bar over optimizer steps with loss, val ppl, tokens/s and ETA (Lightning's own bar counts micro batches
+    of an endless stream and so has no ETA)."""
+
+    def __init__(self, refresh_every: int = 1):
+        self.refresh_every = refresh_every
+        self.bar = None
+
+    def on_train_start(self, trainer, pl_module):
+        if trainer.is_global_zero:
+            self.bar = tqdm(total=trainer.max_steps, initial=trainer.global_step, unit="step", dynamic_ncols=True,
+                            desc="train")
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if self.bar is None or trainer.global_step == self.bar.n:
+            return
+        self.bar.update(trainer.global_step - self.bar.n)
+        if trainer.global_step % max(self.refresh_every, trainer.log_every_n_steps) == 0:
+            self._postfix(trainer)
+
+    def on_validation_end(self, trainer, pl_module):
+        if self.bar is not None:
+            self._postfix(trainer)
+
+    def _postfix(self, trainer):
+        m = trainer.progress_bar_metrics  # converts to floats: a device sync, so only at refresh steps
+        fmt = {"train/loss": ("loss", "{:.3f}"), "val/ppl": ("val_ppl", "{:.1f}"), "tokens_per_s": ("tok/s", "{:,.0f}")}
+        self.bar.set_postfix({name: f.format(m[k]) for k, (name, f) in fmt.items() if k in m}, refresh=True)
+
+    def on_train_end(self, trainer, pl_module):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None

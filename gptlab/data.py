@@ -1,0 +1,128 @@
+"""The LightningDataModule: random training windows streamed from memory-mapped shards, fixed val windows.
+
+    python -c "from gptlab.data import TokenDataModule as D; d = D('data/shakespeare', 64, 4); d.setup(); print(next(iter(d.train_dataloader()))[0].shape)"
+
+Training batch k of rank r is drawn by a generator seeded with (seed, r, k), so the stream is a pure function
+of the batch index: the module counts consumed batches, a checkpoint stores the count, and a resumed run
+continues with batch k+1 (no window repeated, none skipped), whatever the number of loader workers.
+Validation is the first `val_tokens` tokens of val cut into consecutive windows: the same tokens for every
+run and every model, split across ranks without padding so summed NLL and token counts are exact.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import lightning as L
+from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
+
+from gptlab import shards
+
+
+class TrainWindows(IterableDataset):
+    """Endless batches [batch, block] of (x, y) windows, documents joined by EOT as nanoGPT does."""
+
+    def __init__(self, files: list[str], block_size: int, batch_size: int, seed: int, rank: int, start: int = 0):
+        self.files, self.block, self.batch, self.seed, self.rank, self.start = files, block_size, batch_size, seed, rank, start
+        sizes = np.array([len(shards.open_shard(f)) for f in files], dtype=np.int64)
+        self.windows = np.maximum(sizes - block_size, 0)  # start offsets available in each shard
+        if self.windows.sum() == 0:
+            raise ValueError(f"train split has no shard longer than block_size+1={block_size + 1} tokens: {files}")
+        self.weights = self.windows / self.windows.sum()
+
+    def batch_at(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, self.rank, k])
+        which = rng.choice(len(self.files), size=self.batch, p=self.weights)
+        xy = np.empty((self.batch, self.block + 1), dtype=np.int64)
+        for f in np.unique(which):
+            # a fresh memmap per batch: nanoGPT found long-lived ones grow resident memory over a run
+            tokens, rows = shards.open_shard(self.files[f]), np.flatnonzero(which == f)
+            for row, off in zip(rows, rng.integers(0, self.windows[f], size=len(rows))):
+                xy[row] = tokens[off:off + self.block + 1]
+        xy = torch.from_numpy(xy)
+        return xy[:, :-1], xy[:, 1:]
+
+    def __iter__(self):
+        info = get_worker_info()
+        wid, nw = (info.id, info.num_workers) if info else (0, 1)
+        k = self.start + wid  # the loader takes batches from workers round-robin: k, k+1, ... in order
+        while True:
+            yield self.batch_at(k)
+            k += nw
+
+
+class ValWindows(Dataset):
+    """Window i = tokens[i*T : i*T+T+1] of the first n_tokens of val; this rank's share is i = rank, rank+world, ..."""
+
+    def __init__(self, files: list[str], block_size: int, n_tokens: int, rank: int = 0, world: int = 1):
+        tokens, have = [], 0
+        for f in files:  # the first n_tokens+1 of the split, across shards in order
+            t = shards.open_shard(f)[: n_tokens + 1 - have]
+            tokens.append(np.asarray(t, dtype=np.int64))
+            have += len(t)
+            if have >= n_tokens + 1:
+                break
+        self.tokens = torch.from_numpy(np.concatenate(tokens))
+        self.block = block_size
+        n = (len(self.tokens) - 1) // block_size
+        if n == 0:
+            raise ValueError(f"val split has {len(self.tokens)} tokens, fewer than one window of {block_size + 1}")
+        self.index = list(range(rank, n, world))
+
+    def __len__(self):
+        return len(self.index)
+
+    def __getitem__(self, i):
+        s = self.index[i] * self.block
+        w = self.tokens[s:s + self.block + 1]
+        return w[:-1], w[1:]
+
+
+class TokenDataModule(L.LightningDataModule):
+    def __init__(self, data_dir: str, block_size: int, batch_size: int, val_tokens: int = 65536,
+                 num_workers: int = 0, seed: int = 1337, vocab_size: int = 50257, tokenizer: str = "gpt2"):
+        super().__init__()
+        self.data_dir, self.block_size, self.batch_size = data_dir, block_size, batch_size
+        self.val_tokens, self.num_workers, self.seed = val_tokens, num_workers, seed
+        self.vocab_size, self.tokenizer = vocab_size, tokenizer
+        self.train_batches = 0  # batches consumed by training: the stream's position, saved in checkpoints
+
+    def check(self) -> None:
+        """Open and verify the dataset now, so missing or damaged data fails before any model is built."""
+        for split in ("train", "val"):
+            shards.open_split(self.data_dir, split, tokenizer=self.tokenizer, vocab_size=self.vocab_size)
+
+    def _files(self, split: str) -> list[str]:
+        return [m.filename for m in shards.open_split(self.data_dir, split, tokenizer=self.tokenizer,
+                                                      vocab_size=self.vocab_size)]
+
+    def _rank_world(self):
+        t = self.trainer if self._trainer_attached() else None
+        return (t.global_rank, t.world_size) if t is not None else (0, 1)
+
+    def _trainer_attached(self) -> bool:
+        return getattr(self, "trainer", None) is not None
+
+    def _loader(self, dataset, **kw):
+        return DataLoader(dataset, num_workers=self.num_workers, pin_memory=torch.cuda.is_available(),
+                          persistent_workers=self.num_workers > 0, **kw)
+
+    def train_dataloader(self):
+        rank, _ = self._rank_world()
+        ds = TrainWindows(self._files("train"), self.block_size, self.batch_size, self.seed, rank, self.train_batches)
+        return self._loader(ds, batch_size=None, prefetch_factor=4 if self.num_workers else None)
+
+    def val_dataloader(self):
+        rank, world = self._rank_world()
+        ds = ValWindows(self._files("val"), self.block_size, self.val_tokens, rank, world)
+        return self._loader(ds, batch_size=self.batch_size, shuffle=False)
+
+    def on_before_batch_transfer(self, batch, dataloader_idx):
+        if self._trainer_attached() and self.trainer.training:
+            self.train_batches += 1
+        return batch
+
+    def state_dict(self):
+        return {"train_batches": self.train_batches}
+
+    def load_state_dict(self, state):
+        self.train_batches = int(state["train_batches"])

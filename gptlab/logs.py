@@ -1,0 +1,99 @@
+"""Run-folder records: metrics.csv that survives a resume, and summary.json built from it.
+
+    python -c "from gptlab.logs import read_metrics; print(read_metrics('runs/2026-11-27/21-00-00')[-1])"
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from pathlib import Path
+
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+
+from gptlab.assets import atomic_write_bytes
+
+
+def read_metrics(run_dir) -> list[dict]:
+    """metrics.csv rows as dicts of floats (empty cells dropped)."""
+    path = Path(run_dir) / "metrics.csv"
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
+
+
+class _AppendingWriter(ExperimentWriter):
+    """Lightning's CSV writer deletes an existing metrics.csv; after a resume we keep the rows logged up to the
+    checkpoint (train rows of steps before it, val rows at it) and drop later ones, which will be logged again."""
+
+    def __init__(self, log_dir: str, resume_step: int | None):
+        self.resume_step = resume_step
+        super().__init__(log_dir)
+
+    def _check_log_dir_exists(self) -> None:
+        path = self.metrics_file_path
+        if not os.path.isfile(path):
+            return
+        if self.resume_step is None:
+            os.remove(path)
+            return
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            keys, rows = list(reader.fieldnames or []), list(reader)
+        g = self.resume_step
+        rows = [r for r in rows if int(r["step"]) < g or (int(r["step"]) == g and r.get("val/loss"))]
+        with open(path, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=keys)
+            w.writeheader()
+            w.writerows(rows)
+        self.metrics_keys = keys
+
+
+class AppendingCSVLogger(CSVLogger):
+    """CSV metrics in <run_dir>/metrics.csv, appended across resumes."""
+
+    def __init__(self, run_dir, resume_step: int | None = None, flush_logs_every_n_steps: int = 50):
+        super().__init__(save_dir=str(run_dir), name="", version="", flush_logs_every_n_steps=flush_logs_every_n_steps)
+        self.resume_step = resume_step
+
+    @property
+    def experiment(self):
+        if self._experiment is None:
+            os.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _AppendingWriter(self.log_dir, self.resume_step)
+        return self._experiment
+
+
+def write_summary(run_dir, params: int, tokens_per_step: int, steps: int, wall_time_s: float,
+                  val_before: float | None = None, **extra) -> dict:
+    """summary.json from metrics.csv: the numbers a report needs, each traceable to a logged row."""
+    rows = read_metrics(run_dir)
+    val = [r for r in rows if "val/loss" in r]
+    train = [r for r in rows if "train/loss" in r]
+    best = min(val, key=lambda r: r["val/loss"]) if val else None
+    summary = {
+        "params": params,
+        "tokens_per_step": tokens_per_step,
+        "steps": steps,
+        "tokens": steps * tokens_per_step,
+        "tokens_per_param": steps * tokens_per_step / params,
+        "wall_time_s": round(wall_time_s, 2),
+        "val_before_loss": val_before,
+        "final_train_loss": train[-1]["train/loss"] if train else None,
+        "final_val_loss": val[-1]["val/loss"] if val else None,
+        "final_val_ppl": math.exp(val[-1]["val/loss"]) if val else None,
+        "best_val_loss": best["val/loss"] if best else None,
+        "best_val_ppl": math.exp(best["val/loss"]) if best else None,
+        "best_val_step": int(best["step"]) if best else None,
+        **{k: _plain(v) for k, v in extra.items()},
+    }
+    atomic_write_bytes(Path(run_dir) / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
+    return summary
+
+
+def _plain(v):
+    from omegaconf import DictConfig, OmegaConf
+    return OmegaConf.to_container(v, resolve=True) if isinstance(v, DictConfig) else v

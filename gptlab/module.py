@@ -1,0 +1,82 @@
+"""The LightningModule around the GPT: AdamW groups, the LR schedule, train and val metrics.
+
+    python -c "from gptlab.module import GPTModule; m = GPTModule(dict(n_layer=2, n_head=2, n_embd=64, block_size=64)); print(m)"
+
+Hyper-parameters are saved as plain dicts and numbers only, so checkpoints load with weights_only=True.
+"""
+from __future__ import annotations
+
+import torch
+import lightning as L
+from torchmetrics import Metric
+
+from gptlab.config import GPTConfig, OptimConfig, SchedConfig
+from gptlab.model import GPT
+from gptlab.schedules import lr_at
+
+
+class TokenNLL(Metric):
+    """Summed negative log-likelihood and token count, reduced by sum across batches and ranks."""
+
+    full_state_update = False
+
+    def __init__(self):
+        super().__init__()
+        self.add_state("nll", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("tokens", default=torch.tensor(0, dtype=torch.int64), dist_reduce_fx="sum")
+
+    def update(self, mean_nll: torch.Tensor, tokens: int):
+        self.nll += mean_nll.double() * tokens
+        self.tokens += tokens
+
+    def compute(self):
+        return self.nll / self.tokens.clamp(min=1)
+
+
+class GPTModule(L.LightningModule):
+    def __init__(self, model: dict, optim: dict | None = None, sched: dict | None = None, max_steps: int = 1000,
+                 tokens_per_step: int = 0, compile: bool = False):
+        super().__init__()
+        self.save_hyperparameters()
+        self.model = GPT(GPTConfig(**model))
+        self.optim_cfg, self.sched_cfg = OptimConfig(**(optim or {})), SchedConfig(**(sched or {}))
+        self.max_steps, self.tokens_per_step = max_steps, tokens_per_step
+        self.val_nll = TokenNLL()
+        self._loss_sum, self._micro = None, 0  # running sum of micro-batch losses within one optimizer step
+        self.forward_fn = torch.compile(self.model) if compile else self.model
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        _, loss = self.forward_fn(x, y, return_logits=False)  # Lightning divides by the accumulation itself
+        self._loss_sum = loss.detach() if self._loss_sum is None else self._loss_sum + loss.detach()
+        self._micro += 1
+        accum = self.trainer.accumulate_grad_batches
+        if self._micro % accum == 0:  # last micro batch of this optimizer step: log the step's mean loss
+            self.log("train/loss", self._loss_sum / accum, prog_bar=True)
+            self.log("lr", self.lr_schedulers().get_last_lr()[0])
+            self.log("tokens", float((self.global_step + 1) * self.tokens_per_step))
+            self._loss_sum = None
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        _, loss = self.model(x, y, return_logits=False)
+        self.val_nll.update(loss, y.numel())
+
+    def on_validation_epoch_end(self):
+        loss = self.val_nll.compute()  # synced across ranks: every rank logs the same numbers
+        self.val_nll.reset()
+        self.log("val/loss", loss.float(), prog_bar=True, sync_dist=False, rank_zero_only=False)
+        self.log("val/ppl", torch.exp(loss).float(), prog_bar=True)
+        self.log("tokens", float(self.global_step * self.tokens_per_step))
+
+    def configure_optimizers(self):
+        o, s = self.optim_cfg, self.sched_cfg
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        groups = [dict(params=[p for p in params if p.dim() >= 2], weight_decay=o.weight_decay),  # matrices
+                  dict(params=[p for p in params if p.dim() < 2], weight_decay=0.0)]  # biases, LayerNorm gains
+        fused = o.fused if o.fused is not None else self.device.type == "cuda"
+        opt = torch.optim.AdamW(groups, lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps, fused=fused)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_at(
+            step, s.name, 1.0, self.max_steps, s.warmup_steps, s.min_lr_ratio, s.decay_fraction))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}

@@ -1,0 +1,182 @@
+"""Train a GPT: Hydra composes the config, Lightning runs it, the run folder keeps everything.
+
+    python -m gptlab.train                                   # tiny model, Shakespeare, CPU: a few minutes
+    python -m gptlab.train model=30m sched=cosine            # the reference study's model
+    python -m gptlab.train experiment=study_30m_owt          # the reference study, exactly
+    python -m gptlab.train resume=runs/2026-11-27/21-00-00   # continue a run where its 'last' checkpoint left off
+    python -m gptlab.train -m model.n_layer=2,4 model.n_embd=128,256   # a sweep: one run folder per job
+    python -m gptlab.train logger=none                       # no W&B (metrics.csv is always written)
+
+A run folder holds config.yaml (resolved), metrics.csv, checkpoints/{last,best}.ckpt, summary.json and wandb/.
+Heavy imports (torch, lightning) come after validation, so a bad config fails in well under a second.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from gptlab.config import ConfigError, accumulation, human, validate
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    try:
+        cfg = validate(cfg)
+    except ConfigError as e:
+        print(f"config error: {e}", file=sys.stderr)
+        sys.exit(2)
+    return fit(cfg)
+
+
+def world_size(cfg) -> int:
+    devices = cfg.trainer.devices
+    n = int(devices) if str(devices).lstrip("-").isdigit() and int(devices) > 0 else 1
+    return n * int(cfg.trainer.num_nodes)
+
+
+def resume_paths(cfg) -> tuple[Path, Path | None]:
+    """(run folder to write into, checkpoint to resume from). Resuming a run folder continues in that folder."""
+    if not cfg.resume:
+        return Path(cfg.paths.run_dir), None
+    p = Path(cfg.resume)
+    ckpt = p / "checkpoints" / "last.ckpt" if p.is_dir() else p
+    if not ckpt.is_file():
+        raise SystemExit(f"resume={cfg.resume}: no checkpoint at {ckpt} (give a run folder or a .ckpt file)")
+    run_dir = p if p.is_dir() else ckpt.parent.parent
+    return run_dir, ckpt
+
+
+def safe_instantiate(node) -> list:
+    """Instantiate every entry with a _target_, refusing names outside gptlab, torch and lightning."""
+    from hydra.utils import instantiate
+    out = []
+    for key, spec in (node or {}).items():
+        target = str(spec.get("_target_", "")) if isinstance(spec, DictConfig) else ""
+        if not target:
+            continue
+        if not target.startswith(("gptlab.", "torch.", "lightning.")):
+            raise SystemExit(f"callbacks.{key}._target_={target!r}: only gptlab.*, torch.* and lightning.* may be instantiated")
+        out.append(instantiate(spec))
+    return out
+
+
+def precision(cfg) -> str:
+    import torch
+    if cfg.trainer.precision != "auto":
+        return cfg.trainer.precision
+    gpu = cfg.trainer.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+    return "bf16-mixed" if gpu and torch.cuda.is_bf16_supported() else "32-true"
+
+
+def wandb_logger(cfg, run_dir: Path):
+    """W&B online when logged in, offline otherwise; never `offline=True`, which sets WANDB_MODE process-wide."""
+    if not cfg.get("logger") or "project" not in cfg.logger:
+        return None
+    import wandb
+    from lightning.pytorch.loggers import WandbLogger
+    mode = cfg.logger.mode
+    if mode == "auto":
+        mode = "online" if os.environ.get("WANDB_API_KEY") or wandb.api.api_key else "offline"
+    id_file = run_dir / "wandb_id.txt"  # the same W&B run continues after a resume
+    run_id = id_file.read_text().strip() if id_file.exists() else wandb.util.generate_id()
+    id_file.write_text(run_id)
+    sweep = cfg.get("sweep_name")
+    return WandbLogger(project=cfg.logger.project, group=cfg.logger.group or sweep, name=cfg.logger.name or run_dir.name,
+                       save_dir=str(run_dir), id=run_id, resume="allow", mode=mode, tags=list(cfg.logger.tags),
+                       settings=wandb.Settings(init_timeout=60, silent=True))
+
+
+def fit(cfg: DictConfig) -> float | None:
+    import torch
+    import lightning as L
+    from gptlab.callbacks import Progress, Throughput
+    from gptlab.data import TokenDataModule
+    from gptlab.logs import AppendingCSVLogger, write_summary
+    from gptlab.module import GPTModule
+
+    t0 = time.time()
+    run_dir, ckpt = resume_paths(cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    block = cfg.data.block_size or cfg.model.block_size
+    dm = TokenDataModule(str(Path(cfg.paths.data_dir) / cfg.data.name), block, cfg.data.batch_size,
+                         cfg.data.val_tokens, cfg.data.num_workers, cfg.seed, vocab_size=50257)
+    dm.check()  # missing or damaged data fails here, before the model is built
+    if cfg.trainer.threads or cfg.trainer.accelerator == "cpu" or not torch.cuda.is_available():
+        torch.set_num_threads(cfg.trainer.threads or len(os.sched_getaffinity(0)))
+    L.seed_everything(cfg.seed, verbose=False)
+
+    world, accum = world_size(cfg), accumulation(cfg, world_size(cfg))
+    tokens_per_step = accum * cfg.data.batch_size * block * world
+    prec = precision(cfg)
+    module = GPTModule(model=OmegaConf.to_container(cfg.model), optim=OmegaConf.to_container(cfg.optim),
+                       sched=OmegaConf.to_container(cfg.sched), max_steps=cfg.trainer.max_steps,
+                       tokens_per_step=tokens_per_step, compile=cfg.trainer.compile)
+    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+
+    csv = AppendingCSVLogger(run_dir, resume_step=None if ckpt is None else torch.load(
+        ckpt, map_location="cpu", weights_only=True, mmap=True)["global_step"])
+    loggers = [csv] + [w for w in [wandb_logger(cfg, run_dir)] if w is not None]
+    n_params = module.model.num_params()
+    callbacks = safe_instantiate(cfg.get("callbacks")) + [
+        Throughput(tokens_per_step, module.model.flops_per_token(block), cfg.trainer.peak_flops, prec),
+        Progress()]
+    trainer = L.Trainer(
+        accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices, num_nodes=cfg.trainer.num_nodes,
+        strategy=cfg.trainer.strategy, precision=prec, max_steps=cfg.trainer.max_steps,
+        accumulate_grad_batches=accum, gradient_clip_val=cfg.optim.grad_clip or None,
+        val_check_interval=cfg.trainer.eval_interval * accum, check_val_every_n_epoch=None,
+        log_every_n_steps=cfg.trainer.log_every_n_steps, logger=loggers, callbacks=callbacks,
+        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+        use_distributed_sampler=False, default_root_dir=str(run_dir))
+    if trainer.is_global_zero:
+        print(f"gptlab: {human(n_params)} parameters ({n_params:,}), device {trainer.strategy.root_device.type} "
+              f"x {world}, precision {prec}, run folder {run_dir}")
+        print(f"tokens per iteration: {tokens_per_step:,} = {accum} accumulation x {cfg.data.batch_size} micro batch "
+              f"x {block} block x {world} device(s); {cfg.trainer.max_steps:,} steps = "
+              f"{human(tokens_per_step * cfg.trainer.max_steps)} tokens")
+
+    before = None
+    if cfg.trainer.eval_at_start and ckpt is None:
+        before = trainer.validate(module, datamodule=dm, verbose=False)[0]["val/loss"]
+        if trainer.is_global_zero:
+            print(f"val before training: loss {before:.4f}, ppl {math.exp(before):.1f}")
+    trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt) if ckpt else None)
+    trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt")
+    for logger in loggers:
+        logger.finalize("success")
+
+    best = None
+    if trainer.is_global_zero:
+        summary = write_summary(run_dir, params=n_params, tokens_per_step=tokens_per_step, steps=trainer.global_step,
+                                wall_time_s=time.time() - t0, val_before=before, model=cfg.model)
+        best = summary.get("best_val_loss")
+        print(f"val after training: loss {summary['final_val_loss']:.4f}, ppl {summary['final_val_ppl']:.1f} "
+              f"(best {summary['best_val_loss']:.4f}); summary {run_dir / 'summary.json'}")
+        print_sample(module, cfg)
+    if len(loggers) > 1:
+        import wandb
+        wandb.finish()
+    return best
+
+
+def print_sample(module, cfg) -> None:
+    import torch
+    from gptlab.tokenizer import get_tokenizer
+    enc, s = get_tokenizer(), cfg.sample
+    model = module.model.eval()
+    idx = torch.tensor([enc.encode_ordinary(s.prompt) or [enc.eot_token]], device=module.device)
+    gen = torch.Generator(device=module.device).manual_seed(cfg.seed)
+    out = model.generate(idx, s.max_new_tokens, temperature=s.temperature, top_k=s.top_k, generator=gen)
+    tokens = [t for t in out[0].tolist() if t < enc.n_vocab]
+    print("sample:\n" + enc.decode(tokens).split("<|endoftext|>")[0])
+
+
+if __name__ == "__main__":
+    main()
