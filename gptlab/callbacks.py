@@ -47,7 +47,7 @@ class Throughput(Callback):
         self.val_start = time.perf_counter()
 
     def on_validation_end(self, trainer, pl_module):
-        if hasattr(self, "val_start"):
+        if hasattr(self, "val_start") and hasattr(self, "paused"):
             self.paused += time.perf_counter() - self.val_start
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
@@ -97,3 +97,26 @@ class Progress(Callback):
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+class RankReport(Callback):
+    """Prints `val-by-rank {"rank": r, "step": s, "val_loss": x}` from every rank after each validation: a check
+    that DDP ranks agree (python -m gptlab.train trainer=ddp_cpu +callbacks.ranks._target_=gptlab.callbacks.RankReport)."""
+
+    def on_validation_end(self, trainer, pl_module):
+        import json
+        loss = trainer.callback_metrics.get("val/loss")
+        if loss is not None:
+            print("val-by-rank " + json.dumps({"rank": trainer.global_rank, "step": trainer.global_step,
+                                               "val_loss": float(loss)}), flush=True)
+
+
+class StopAfter(Callback):
+    """Ends fit after `steps` optimizer steps while the schedule still spans max_steps: a planned preemption."""
+
+    def __init__(self, steps: int):
+        self.steps = steps
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step >= self.steps:
+            trainer.should_stop = True

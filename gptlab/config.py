@@ -52,7 +52,7 @@ class SchedConfig:
 
 SCHEDULES = ("cosine", "linear", "constant", "wsd")
 GELUS = ("tanh", "none")
-PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true", "64-true")
+PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true", "64-true")
 
 
 def _typed(cfg: DictConfig, schema: type, key: str) -> DictConfig:

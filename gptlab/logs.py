@@ -27,24 +27,24 @@ def read_metrics(run_dir) -> list[dict]:
 
 class _AppendingWriter(ExperimentWriter):
     """Lightning's CSV writer deletes an existing metrics.csv; after a resume we keep the rows logged up to the
-    checkpoint (train rows of steps before it, val rows at it) and drop later ones, which will be logged again."""
+    checkpoint (by their `tokens` column: tokens trained when the row was logged) and drop later ones, which the
+    resumed run logs again."""
 
-    def __init__(self, log_dir: str, resume_step: int | None):
-        self.resume_step = resume_step
+    def __init__(self, log_dir: str, resume_tokens: int | None):
+        self.resume_tokens = resume_tokens
         super().__init__(log_dir)
 
     def _check_log_dir_exists(self) -> None:
         path = self.metrics_file_path
         if not os.path.isfile(path):
             return
-        if self.resume_step is None:
+        if self.resume_tokens is None:
             os.remove(path)
             return
         with open(path, newline="") as f:
             reader = csv.DictReader(f)
             keys, rows = list(reader.fieldnames or []), list(reader)
-        g = self.resume_step
-        rows = [r for r in rows if int(r["step"]) < g or (int(r["step"]) == g and r.get("val/loss"))]
+        rows = [r for r in rows if r.get("tokens") and float(r["tokens"]) <= self.resume_tokens]
         with open(path, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=keys)
             w.writeheader()
@@ -55,15 +55,15 @@ class _AppendingWriter(ExperimentWriter):
 class AppendingCSVLogger(CSVLogger):
     """CSV metrics in <run_dir>/metrics.csv, appended across resumes."""
 
-    def __init__(self, run_dir, resume_step: int | None = None, flush_logs_every_n_steps: int = 50):
+    def __init__(self, run_dir, resume_tokens: int | None = None, flush_logs_every_n_steps: int = 50):
         super().__init__(save_dir=str(run_dir), name="", version="", flush_logs_every_n_steps=flush_logs_every_n_steps)
-        self.resume_step = resume_step
+        self.resume_tokens = resume_tokens
 
     @property
     def experiment(self):
         if self._experiment is None:
             os.makedirs(self.root_dir, exist_ok=True)
-            self._experiment = _AppendingWriter(self.log_dir, self.resume_step)
+            self._experiment = _AppendingWriter(self.log_dir, self.resume_tokens)
         return self._experiment
 
 

@@ -26,8 +26,9 @@ class TokenNLL(Metric):
         self.add_state("tokens", default=torch.tensor(0, dtype=torch.int64), dist_reduce_fx="sum")
 
     def update(self, mean_nll: torch.Tensor, tokens: int):
-        self.nll += mean_nll.double() * tokens
-        self.tokens += tokens
+        # out-of-place: states made under trainer.validate's inference mode refuse in-place updates later
+        self.nll = self.nll + mean_nll.double() * tokens
+        self.tokens = self.tokens + tokens
 
     def compute(self):
         return self.nll / self.tokens.clamp(min=1)

@@ -12,11 +12,12 @@ Heavy imports (torch, lightning) come after validation, so a bad config fails in
 """
 from __future__ import annotations
 
-import json
+import logging
 import math
 import os
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import hydra
@@ -75,6 +76,19 @@ def precision(cfg) -> str:
     return "bf16-mixed" if gpu and torch.cuda.is_bf16_supported() else "32-true"
 
 
+def wandb_logged_in() -> bool:
+    """An API key in the environment or in ~/.netrc (where `wandb login` puts it); no network, no prompt."""
+    import netrc
+    from urllib.parse import urlparse
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
+    try:
+        return netrc.netrc(os.environ.get("NETRC")).authenticators(host) is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
 def wandb_logger(cfg, run_dir: Path):
     """W&B online when logged in, offline otherwise; never `offline=True`, which sets WANDB_MODE process-wide."""
     if not cfg.get("logger") or "project" not in cfg.logger:
@@ -83,9 +97,9 @@ def wandb_logger(cfg, run_dir: Path):
     from lightning.pytorch.loggers import WandbLogger
     mode = cfg.logger.mode
     if mode == "auto":
-        mode = "online" if os.environ.get("WANDB_API_KEY") or wandb.api.api_key else "offline"
+        mode = os.environ.get("WANDB_MODE") or ("online" if wandb_logged_in() else "offline")
     id_file = run_dir / "wandb_id.txt"  # the same W&B run continues after a resume
-    run_id = id_file.read_text().strip() if id_file.exists() else wandb.util.generate_id()
+    run_id = id_file.read_text().strip() if id_file.exists() else uuid.uuid4().hex[:12]
     id_file.write_text(run_id)
     sweep = cfg.get("sweep_name")
     return WandbLogger(project=cfg.logger.project, group=cfg.logger.group or sweep, name=cfg.logger.name or run_dir.name,
@@ -96,12 +110,14 @@ def wandb_logger(cfg, run_dir: Path):
 def fit(cfg: DictConfig) -> float | None:
     import torch
     import lightning as L
-    from gptlab.callbacks import Progress, Throughput
+    from gptlab.callbacks import Progress, StopAfter, Throughput
     from gptlab.data import TokenDataModule
     from gptlab.logs import AppendingCSVLogger, write_summary
     from gptlab.module import GPTModule
 
     t0 = time.time()
+    for name in ("lightning.pytorch", "lightning.fabric"):  # our own first line says what these INFO lines would
+        logging.getLogger(name).setLevel(logging.WARNING)
     run_dir, ckpt = resume_paths(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     block = cfg.data.block_size or cfg.model.block_size
@@ -120,13 +136,13 @@ def fit(cfg: DictConfig) -> float | None:
                        tokens_per_step=tokens_per_step, compile=cfg.trainer.compile)
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
 
-    csv = AppendingCSVLogger(run_dir, resume_step=None if ckpt is None else torch.load(
-        ckpt, map_location="cpu", weights_only=True, mmap=True)["global_step"])
+    resumed_step = None if ckpt is None else torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)["global_step"]
+    csv = AppendingCSVLogger(run_dir, None if ckpt is None else resumed_step * tokens_per_step)
     loggers = [csv] + [w for w in [wandb_logger(cfg, run_dir)] if w is not None]
     n_params = module.model.num_params()
     callbacks = safe_instantiate(cfg.get("callbacks")) + [
         Throughput(tokens_per_step, module.model.flops_per_token(block), cfg.trainer.peak_flops, prec),
-        Progress()]
+        Progress()] + ([StopAfter(cfg.trainer.stop_after)] if cfg.trainer.get("stop_after") else [])
     trainer = L.Trainer(
         accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices, num_nodes=cfg.trainer.num_nodes,
         strategy=cfg.trainer.strategy, precision=prec, max_steps=cfg.trainer.max_steps,
@@ -147,8 +163,8 @@ def fit(cfg: DictConfig) -> float | None:
         before = trainer.validate(module, datamodule=dm, verbose=False)[0]["val/loss"]
         if trainer.is_global_zero:
             print(f"val before training: loss {before:.4f}, ppl {math.exp(before):.1f}")
-    trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt) if ckpt else None)
-    trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt")
+    trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt) if ckpt else None, weights_only=True)
+    trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
     for logger in loggers:
         logger.finalize("success")
 

@@ -1,0 +1,224 @@
+"""Token shards on disk: a 256-byte header, then uint16 tokens; a manifest.json lists them with sha256s.
+
+    python -m gptlab.shards data/shakespeare        # verify a prepared dataset, print its splits
+    python -c "from gptlab.shards import open_split; print(open_split('data/shakespeare', 'val')[0][:10])"
+
+Header (little-endian): magic b"GPTLABTK", u32 format version, u32 header size, u64 token count,
+16-byte dtype name, 32-byte tokenizer name, u32 vocab size, zero padding to 256 bytes.
+A dataset folder holds {split}_{index:06d}.bin shards and manifest.json, written last, so a folder with a
+manifest is complete. Every file is written to a temp name and renamed, so readers never see half a shard.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from gptlab.assets import atomic_write_bytes, fsync_dir, sha256_file, temp_path
+
+MAGIC = b"GPTLABTK"
+VERSION = 1
+HEADER_BYTES = 256
+DTYPE = "uint16"
+MANIFEST = "manifest.json"
+VERIFIED = ".verified.json"  # sidecar: shards already hashed, keyed by (size, mtime_ns)
+RACY_NS = 2_000_000_000  # mtimes are coarse (ticks of ms, 2 s on FAT): trust only older ones, as git does
+_HEADER = struct.Struct("<8sIIQ16s32sI")
+
+
+class ShardError(ValueError):
+    """A dataset folder, manifest or shard is missing, corrupt, or not what the caller expects."""
+
+
+def _prepare_hint(data_dir: Path) -> str:
+    return f"run `python -m gptlab.prepare data={Path(data_dir).name}` to prepare it"
+
+
+def pack_header(count: int, tokenizer: str, vocab_size: int) -> bytes:
+    if not 0 < len(tokenizer.encode()) <= 32:
+        raise ValueError(f"tokenizer name {tokenizer!r} must be 1 to 32 bytes")
+    head = _HEADER.pack(MAGIC, VERSION, HEADER_BYTES, count, DTYPE.encode(), tokenizer.encode(), vocab_size)
+    return head.ljust(HEADER_BYTES, b"\0")
+
+
+def write_shard(path, tokens: np.ndarray, tokenizer: str = "gpt2", vocab_size: int = 50257) -> dict:
+    """Write tokens atomically (temp file, fsync, rename). Returns the manifest entry {file, tokens, sha256}."""
+    path = Path(path)
+    tokens = np.asarray(tokens)
+    if tokens.ndim != 1 or tokens.size == 0:
+        raise ValueError(f"{path.name}: need a non-empty 1-D token array, got shape {tokens.shape}")
+    if vocab_size > 2**16:
+        raise ValueError(f"vocab_size {vocab_size} does not fit {DTYPE}")
+    if tokens.dtype != np.uint16:
+        if tokens.min() < 0 or tokens.max() >= vocab_size:  # check before the cast can wrap
+            raise ValueError(f"{path.name}: token ids outside [0, {vocab_size})")
+        tokens = tokens.astype(np.uint16)
+    elif tokens.max() >= vocab_size:
+        raise ValueError(f"{path.name}: token ids outside [0, {vocab_size})")
+    header = pack_header(tokens.size, tokenizer, vocab_size)
+    body = np.ascontiguousarray(tokens, dtype="<u2").data
+    digest = hashlib.sha256(header)
+    digest.update(body)
+    tmp = temp_path(path)
+    try:
+        with open(tmp, "xb") as f:
+            f.write(header)
+            f.write(body)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+    return {"file": path.name, "tokens": int(tokens.size), "sha256": digest.hexdigest()}
+
+
+def read_header(path) -> dict:
+    """Parse and check a shard's header, and that the file is exactly header + 2 bytes per token."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(HEADER_BYTES)
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise ShardError(f"{path}: shard file is missing") from None
+    if len(raw) < HEADER_BYTES or raw[:8] != MAGIC:
+        raise ShardError(f"{path}: not a gptlab token shard (bad magic {raw[:8]!r})")
+    magic, version, hbytes, count, dtype, tok, vocab = _HEADER.unpack_from(raw)
+    head = {"version": version, "header_bytes": hbytes, "tokens": count, "dtype": dtype.rstrip(b"\0").decode(),
+            "tokenizer": tok.rstrip(b"\0").decode(), "vocab_size": vocab}
+    if version != VERSION or hbytes != HEADER_BYTES:
+        raise ShardError(f"{path}: shard format version {version} (header {hbytes} B); this gptlab reads "
+                         f"version {VERSION} ({HEADER_BYTES} B). Re-prepare the dataset.")
+    if head["dtype"] != DTYPE:
+        raise ShardError(f"{path}: dtype {head['dtype']!r}, expected {DTYPE!r}")
+    if size != HEADER_BYTES + 2 * count:
+        raise ShardError(f"{path}: file is {size} bytes but its header says {count} tokens "
+                         f"({HEADER_BYTES + 2 * count} bytes); truncated or corrupt, re-prepare the dataset")
+    return head
+
+
+def open_shard(path) -> np.memmap:
+    """Memory-map a shard's tokens (read-only) after checking its header and size."""
+    head = read_header(path)
+    return np.memmap(path, dtype=np.uint16, mode="r", offset=HEADER_BYTES, shape=(head["tokens"],))
+
+
+def write_manifest(data_dir, manifest: dict) -> None:
+    atomic_write_bytes(Path(data_dir) / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
+
+
+def load_manifest(data_dir) -> dict:
+    data_dir = Path(data_dir)
+    path = data_dir / MANIFEST
+    if not data_dir.is_dir():
+        raise ShardError(f"dataset folder {data_dir} does not exist; {_prepare_hint(data_dir)}")
+    if not path.exists():
+        raise ShardError(f"{path} is missing (not prepared, or preparation was interrupted); "
+                         f"{_prepare_hint(data_dir)}")
+    try:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ShardError(f"{path}: not valid JSON ({e}); {_prepare_hint(data_dir)}") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("splits"), dict):
+        raise ShardError(f"{path}: no 'splits' table; {_prepare_hint(data_dir)}")
+    if manifest.get("format_version") != VERSION:
+        raise ShardError(f"{path}: format_version {manifest.get('format_version')}, expected {VERSION}; "
+                         f"{_prepare_hint(data_dir)}")
+    return manifest
+
+
+def _load_verified(data_dir: Path) -> dict:
+    try:
+        return json.loads((data_dir / VERIFIED).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _verified_key(path: Path, sha256: str) -> dict | None:
+    """What a successful check of `path` is remembered by; None while its mtime is too fresh to vouch for it."""
+    st = path.stat()
+    if time.time_ns() - st.st_mtime_ns < RACY_NS:  # a write within the same mtime tick would go unnoticed
+        return None
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha256}
+
+
+def _save_verified(data_dir: Path, ok: dict) -> None:
+    try:
+        atomic_write_bytes(data_dir / VERIFIED, json.dumps(ok, indent=1).encode())
+    except OSError:  # read-only dataset folder: verify again next time
+        pass
+
+
+def mark_verified(data_dir, manifest: dict) -> None:
+    """Record shards just written (their sha256 computed while writing) as verified, so no one hashes them again."""
+    data_dir = Path(data_dir)
+    keys = {e["file"]: _verified_key(data_dir / e["file"], e["sha256"])
+            for info in manifest["splits"].values() for e in info["shards"]}
+    _save_verified(data_dir, {k: v for k, v in keys.items() if v})
+
+
+def verify(data_dir) -> dict:
+    """Check every shard in the manifest: header, size and sha256. Returns the manifest; raises ShardError.
+
+    A shard whose (size, mtime_ns) and sha256 match an earlier successful check is not hashed again, so a big
+    dataset is hashed once, not on every run.
+    """
+    data_dir = Path(data_dir)
+    manifest = load_manifest(data_dir)
+    seen, ok = _load_verified(data_dir), {}
+    for split, info in manifest["splits"].items():
+        for entry in info["shards"]:
+            path = data_dir / entry["file"]
+            head = read_header(path)
+            if head["tokens"] != entry["tokens"]:
+                raise ShardError(f"{path}: header says {head['tokens']} tokens, manifest says {entry['tokens']}")
+            key = _verified_key(path, entry["sha256"])
+            if key is None or seen.get(entry["file"]) != key:
+                if (got := sha256_file(path)) != entry["sha256"]:
+                    raise ShardError(f"{path}: sha256 {got} does not match the manifest ({entry['sha256']}); "
+                                     f"the file changed or is corrupt, {_prepare_hint(data_dir)}")
+            if key:
+                ok[entry["file"]] = key
+    if ok != seen:
+        _save_verified(data_dir, ok)
+    return manifest
+
+
+def open_split(data_dir, split: str, tokenizer: str = "gpt2", vocab_size: int = 50257) -> list[np.memmap]:
+    """Verified, memory-mapped shards of one split. vocab_size is the tokenizer's (50257), not the padded model's."""
+    data_dir = Path(data_dir)
+    manifest = load_manifest(data_dir)
+    got = (manifest.get("tokenizer"), manifest.get("vocab_size"))
+    if got != (tokenizer, vocab_size):
+        raise ShardError(f"{data_dir / MANIFEST}: prepared with tokenizer {got[0]!r} (vocab {got[1]}), "
+                         f"but {tokenizer!r} (vocab {vocab_size}) is expected; re-prepare the dataset "
+                         "or fix the config")
+    if split not in manifest["splits"]:
+        raise ShardError(f"{data_dir}: no split {split!r}; it has {sorted(manifest['splits'])}")
+    verify(data_dir)
+    shards = []
+    for entry in manifest["splits"][split]["shards"]:
+        path = data_dir / entry["file"]
+        head = read_header(path)
+        if (head["tokenizer"], head["vocab_size"]) != (tokenizer, vocab_size):
+            raise ShardError(f"{path}: tokenizer {head['tokenizer']!r} (vocab {head['vocab_size']}), "
+                             f"expected {tokenizer!r} (vocab {vocab_size})")
+        shards.append(open_shard(path))
+    if not shards:
+        raise ShardError(f"{data_dir}: split {split!r} has no tokens")
+    return shards
+
+
+if __name__ == "__main__":
+    d = Path(sys.argv[1] if len(sys.argv) > 1 else "data/shakespeare")
+    m = verify(d)
+    for name, info in m["splits"].items():
+        print(f"{d} {name}: {info['tokens']:,} tokens in {len(info['shards'])} shard(s), {info.get('docs')} docs")

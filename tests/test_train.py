@@ -1,0 +1,190 @@
+"""Training end to end on a tiny corpus: metrics, summary, resume, accumulation, configs, W&B offline, DDP."""
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from conftest import ROOT, run_train
+from gptlab.config import ConfigError, validate
+
+
+def rows(run):
+    with open(run / "metrics.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def state(run, name="last"):
+    return torch.load(run / "checkpoints" / f"{name}.ckpt", map_location="cpu", weights_only=True)
+
+
+# --- configs ---------------------------------------------------------------------------------------------------
+
+GROUPS = {g: sorted(p.stem for p in (ROOT / "conf" / g).glob("*.yaml"))
+          for g in ["model", "data", "optim", "sched", "trainer", "logger", "callbacks", "paths", "experiment"]}
+
+
+def composed(*overrides):
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=list(overrides))
+    OmegaConf.update(cfg, "paths.run_dir", "/tmp/unused")  # ${hydra:...} only resolves inside a real run
+    return cfg
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g, opts in GROUPS.items() for o in opts])
+def test_every_config_group_option_composes_and_validates(group, option):
+    cfg = validate(composed(f"{group}={option}"))
+    assert cfg.model.n_embd % cfg.model.n_head == 0
+
+
+def test_study_experiment_reproduces_the_reference_run():
+    cfg = validate(composed("experiment=study_30m_owt"))
+    assert (cfg.model.n_layer, cfg.model.n_head, cfg.model.n_embd, cfg.model.block_size) == (6, 6, 384, 512)
+    assert cfg.data.name == "openwebtext" and cfg.data.global_batch == 64 and cfg.trainer.max_steps == 20000
+    assert cfg.model.dropout == 0.0 and cfg.model.bias is False
+
+
+@pytest.mark.parametrize("override,message", [
+    ("model.n_embd=130", "model.n_embd=130 must be divisible by model.n_head=4"),
+    ("data.block_size=128", "data.block_size=128 must be between 1 and model.block_size=64"),
+    ("optim.lr=0", "optim.lr must be > 0"),
+    ("optim.lr=-1e-3", "optim.lr must be > 0"),
+    ("sched.name=exp", "sched.name='exp' is not one of ('cosine', 'linear', 'constant', 'wsd')"),
+    ("model.n_layer=abc", "model.n_layer"),
+    ("+model.n_layers=3", "model.n_layers is not a known key; allowed: bias, block_size, dropout"),
+    ("data.global_batch=10", "data.global_batch=10 sequences must be a multiple of data.batch_size x devices"),
+    ("trainer.precision=fp8", "trainer.precision='fp8' is not one of"),
+])
+def test_bad_configs_fail_with_the_key_and_allowed_values(override, message):
+    with pytest.raises(ConfigError) as e:
+        validate(composed(override))
+    assert message in str(e.value)
+
+
+def test_bad_config_fails_from_the_cli_before_torch_is_imported(tmp_path):
+    code = ("import sys, runpy; sys.argv = ['gptlab.train', 'model.n_embd=130', 'hydra.run.dir=%s'];\n"
+            "try:\n    runpy.run_module('gptlab.train', run_name='__main__')\n"
+            "except SystemExit as e:\n    print('exit', e.code, 'torch' in sys.modules)") % tmp_path
+    p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert "model.n_embd=130 must be divisible by model.n_head=4" in p.stderr
+    assert p.stdout.strip() == "exit 2 False"  # failed with code 2, torch never imported
+
+
+def test_unknown_preset_lists_the_available_ones(tmp_path):
+    p = subprocess.run([sys.executable, "-m", "gptlab.train", "model=huge", f"hydra.run.dir={tmp_path}"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert p.returncode != 0 and "Could not find 'model/huge'" in p.stderr and "30m" in p.stderr and "tiny" in p.stderr
+
+
+def test_missing_data_names_the_prepare_command(tmp_path):
+    p = run_train([f"hydra.run.dir={tmp_path / 'run'}", "data.name=nowhere"], tmp_path, tmp_path, check=False)
+    assert p.returncode != 0 and "python -m gptlab.prepare data=nowhere" in p.stderr
+
+
+# --- training runs ----------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def short_run(tiny_data, tmp_path_factory):
+    run = tmp_path_factory.mktemp("runs") / "short"
+    p = run_train(["trainer.max_steps=30", f"hydra.run.dir={run}"], tiny_data, run.parent)
+    return run, p
+
+
+def test_short_run_learns_and_writes_its_folder(short_run):
+    run, p = short_run
+    assert "tokens per iteration: 128" in p.stdout and "val before training" in p.stdout and "sample:" in p.stdout
+    for f in ["config.yaml", "metrics.csv", "summary.json", "checkpoints/last.ckpt", "checkpoints/best.ckpt"]:
+        assert (run / f).exists(), f
+    train = [float(r["train/loss"]) for r in rows(run) if r["train/loss"]]
+    assert len(train) == 30 and train[-1] < train[0] - 3  # from ~10.8 (uniform over 50k) to a few nats
+    val = [float(r["val/loss"]) for r in rows(run) if r["val/loss"]]
+    assert len(val) == 7 and val == sorted(val, reverse=True)  # before training, then every 5 steps, falling
+
+
+def test_summary_matches_the_metrics(short_run):
+    run, _ = short_run
+    s = json.loads((run / "summary.json").read_text())
+    val = [r for r in rows(run) if r["val/loss"]]
+    assert s["steps"] == 30 and s["tokens"] == 30 * 128 and s["tokens_per_step"] == 128
+    assert s["final_val_loss"] == pytest.approx(float(val[-1]["val/loss"]))
+    assert s["best_val_loss"] == pytest.approx(min(float(r["val/loss"]) for r in val))
+    assert s["final_val_ppl"] == pytest.approx(math.exp(s["final_val_loss"]))
+    assert s["val_before_loss"] == pytest.approx(float(val[0]["val/loss"]))
+    ck = state(run)
+    from gptlab.model import GPT, GPTConfig
+    assert s["params"] == GPT(GPTConfig(**ck["hyper_parameters"]["model"])).num_params()
+    assert ck["global_step"] == 30 and isinstance(ck["hyper_parameters"]["model"], dict)
+
+
+def test_checkpoint_loads_with_weights_only(short_run):
+    ck = state(short_run[0], "best")
+    assert "model.transformer.wte.weight" in ck["state_dict"]
+
+
+def test_resume_continues_like_an_uninterrupted_run(tiny_data, short_run, tmp_path):
+    full, _ = short_run
+    part = tmp_path / "part"
+    run_train(["trainer.max_steps=30", "trainer.stop_after=12", f"hydra.run.dir={part}"], tiny_data, tmp_path)
+    assert state(part)["global_step"] == 12  # stopped between evals: resumes mid-interval
+    run_train(["trainer.max_steps=30", f"resume={part}", f"hydra.run.dir={tmp_path / 'resume-call'}"], tiny_data, tmp_path)
+    a, b = state(full), state(part)
+    assert b["global_step"] == 30
+    dm = [k for k in a if k.endswith("TokenDataModule")][0]
+    assert a[dm] == b[dm] == {"train_batches": 30}  # same data position: 30 batches, none repeated or skipped
+    for k, v in a["state_dict"].items():
+        torch.testing.assert_close(b["state_dict"][k], v, atol=1e-5, rtol=1e-4)
+    val_a = {r["tokens"]: float(r["val/loss"]) for r in rows(full) if r["val/loss"]}
+    val_b = {r["tokens"]: float(r["val/loss"]) for r in rows(part) if r["val/loss"]}
+    # the resumed folder's metrics.csv holds the whole curve, plus the validation Lightning runs when stopping
+    assert set(val_b) == set(val_a) | {"1536.0"}
+    assert [val_b[t] for t in val_a] == pytest.approx(list(val_a.values()), abs=1e-5)
+
+
+def test_wandb_offline_run_is_written_without_an_api_key(tiny_data, tmp_path):
+    run = tmp_path / "run"
+    env = {"HOME": str(tmp_path), "WANDB_API_KEY": None, "WANDB_MODE": None, "WANDB_DIR": None, "NETRC": None}
+    run_train(["logger=wandb", "trainer.max_steps=5", f"hydra.run.dir={run}"], tiny_data, tmp_path, env=env)
+    offline = list((run / "wandb").glob("offline-run-*"))
+    assert len(offline) == 1 and list(offline[0].glob("*.wandb"))
+    assert "WANDB_API_KEY" not in (run / "config.yaml").read_text()
+
+
+def test_gradient_accumulation_4x2_equals_one_batch_of_8():
+    import lightning as L
+    from torch.utils.data import DataLoader, TensorDataset
+    from gptlab.module import GPTModule
+
+    torch.manual_seed(0)
+    x = torch.randint(0, 500, (8, 16))
+    data = TensorDataset(x, torch.roll(x, -1, 1))
+    params = []
+    for micro, accum in [(8, 1), (2, 4)]:
+        torch.manual_seed(1)
+        m = GPTModule(dict(n_layer=2, n_head=2, n_embd=32, block_size=16, vocab_size=512),
+                      optim=dict(lr=1e-2), sched=dict(warmup_steps=0), max_steps=1, tokens_per_step=128)
+        t = L.Trainer(accelerator="cpu", max_steps=1, accumulate_grad_batches=accum, gradient_clip_val=1.0,
+                      logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+        t.fit(m, DataLoader(data, batch_size=micro))
+        params.append(torch.cat([p.detach().flatten() for p in m.parameters()]))
+    assert not torch.equal(params[0], torch.cat([p.detach().flatten() for p in GPTModule(
+        dict(n_layer=2, n_head=2, n_embd=32, block_size=16, vocab_size=512)).parameters()]))
+    torch.testing.assert_close(params[0], params[1], atol=2e-6, rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes_report_identical_val_metrics(tiny_data, tmp_path):
+    run = tmp_path / "ddp"
+    p = run_train(["trainer=ddp_cpu", "trainer.max_steps=6", "trainer.eval_interval=3", "data.global_batch=8",
+                   "+callbacks.ranks._target_=gptlab.callbacks.RankReport", f"hydra.run.dir={run}"], tiny_data, tmp_path)
+    assert "tokens per iteration: 256 = 1 accumulation x 4 micro batch x 32 block x 2 device(s)" in p.stdout
+    ranks = [json.loads(l.split("val-by-rank ", 1)[1]) for l in p.stdout.splitlines() if l.startswith("val-by-rank ")]
+    by_rank = {}
+    for r in ranks:
+        by_rank.setdefault(r["rank"], []).append(r["val_loss"])
+    assert sorted(by_rank) == [0, 1] and by_rank[0] == by_rank[1] and len(by_rank[0]) >= 2
