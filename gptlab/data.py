@@ -1,6 +1,6 @@
 """The LightningDataModule: random training windows streamed from memory-mapped shards, fixed val windows.
 
-    python -c "from gptlab.data import TokenDataModule as D; d = D('data/shakespeare', 64, 4); d.setup(); print(next(iter(d.train_dataloader()))[0].shape)"
+    python -c "from gptlab.data import TokenDataModule as D; print(next(iter(D('data/shakespeare', 64, 4).train_dataloader()))[0].shape)"
 
 Training batch k of rank r is drawn by a generator seeded with (seed, r, k), so the stream is a pure function
 of the batch index: the module counts consumed batches, a checkpoint stores the count, and a resumed run
@@ -96,11 +96,8 @@ class TokenDataModule(L.LightningDataModule):
                                                       vocab_size=self.vocab_size)]
 
     def _rank_world(self):
-        t = self.trainer if self._trainer_attached() else None
+        t = self.trainer
         return (t.global_rank, t.world_size) if t is not None else (0, 1)
-
-    def _trainer_attached(self) -> bool:
-        return getattr(self, "trainer", None) is not None
 
     def _loader(self, dataset, **kw):
         return DataLoader(dataset, num_workers=self.num_workers, pin_memory=torch.cuda.is_available(),
@@ -117,7 +114,7 @@ class TokenDataModule(L.LightningDataModule):
         return self._loader(ds, batch_size=self.batch_size, shuffle=False)
 
     def on_before_batch_transfer(self, batch, dataloader_idx):
-        if self._trainer_attached() and self.trainer.training:
+        if self.trainer is not None and self.trainer.training:
             self.train_batches += 1
         return batch
 
