@@ -44,11 +44,12 @@ class GPTModule(L.LightningModule):
         self.max_steps, self.tokens_per_step = max_steps, tokens_per_step
         self.val_nll = TokenNLL()
         self._loss_sum, self._micro = None, 0  # running sum of micro-batch losses within one optimizer step
-        self.forward_fn = torch.compile(self.model) if compile else self.model
+        # kept out of nn.Module registration, so state_dict has only model.* keys (no _orig_mod. aliases)
+        self.__dict__["compiled"] = torch.compile(self.model) if compile else None
 
     def training_step(self, batch, batch_idx):
         x, y = batch
-        _, loss = self.forward_fn(x, y, return_logits=False)  # Lightning divides by the accumulation itself
+        _, loss = (self.model if self.compiled is None else self.compiled)(x, y, return_logits=False)  # Lightning divides by the accumulation itself
         self._loss_sum = loss.detach() if self._loss_sum is None else self._loss_sum + loss.detach()
         self._micro += 1
         accum = self.trainer.accumulate_grad_batches
