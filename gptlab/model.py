@@ -232,4 +232,11 @@ class _ChunkedLinearCE(torch.autograd.Function):
 
 def chunked_cross_entropy(h: torch.Tensor, w: torch.Tensor, targets: torch.Tensor, chunk: int | None = None):
     """F.cross_entropy(h @ w.T, targets, ignore_index=-1) without materialising all logits."""
+    if not torch.is_grad_enabled():  # evaluation: the Function would see w.requires_grad and compute gradients
+        with torch.no_grad():
+            return _ChunkedLinearCE.forward(_NoGrad, h, w, targets, chunk or CHUNK)
     return _ChunkedLinearCE.apply(h, w, targets, chunk or CHUNK)
+
+
+class _NoGrad:
+    needs_input_grad = (False, False, False, False)

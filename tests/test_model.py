@@ -129,3 +129,12 @@ def test_context_overflow_is_refused():
     m = small(block_size=8)
     with pytest.raises(ValueError, match="exceeds block_size 8"):
         m(torch.zeros(1, 9, dtype=torch.long))
+
+
+def test_chunked_loss_without_grad_equals_with_grad():
+    m = small()
+    x, y = torch.randint(0, 101, (2, 12)), torch.randint(0, 101, (2, 12))
+    with_grad = m(x, y, return_logits=False)[1]
+    with torch.no_grad():
+        without = m(x, y, return_logits=False)[1]
+    assert without.item() == pytest.approx(with_grad.item(), abs=1e-6) and not without.requires_grad
