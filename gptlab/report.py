@@ -380,6 +380,12 @@ def main(argv=None) -> int:
     ap.add_argument("--data-dir", help="prepared datasets for --compare (default: each run's paths.data_dir)")
     ap.add_argument("--batch-size", type=int, default=8, help="windows per forward for --compare")
     ap.add_argument("--device", help="device for --compare (default cuda if available, else cpu)")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # key=value spellings, as the other gptlab commands take them: compare=hf:gpt2 out=reports/x log_x=true
+    for key in ("compare", "out", "data_dir", "batch_size", "device"):
+        argv = [x for a in argv for x in (["--" + key.replace("_", "-"), a.split("=", 1)[1]]
+                                          if a.startswith(key + "=") else [a])]
+    argv = ["--log-x" if a in ("log_x=true", "log_x=True") else a for a in argv if a not in ("log_x=false",)]
     a = ap.parse_args(argv)
     try:
         res = write_report(a.paths, a.out, a.log_x, a.compare, data_dir=a.data_dir, batch_size=a.batch_size,

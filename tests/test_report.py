@@ -140,3 +140,9 @@ def test_compare_live_on_the_runs_val_tokens(tmp_path, tiny_data):
     assert live["final_val_loss"] == pytest.approx(loss.item(), rel=1e-4)
     md = (tmp_path / "rep" / "report.md").read_text().split("## Published")[0]
     assert "m.ckpt (measured live)" in md and f"{live['final_val_loss']:.4f}" in md
+
+
+def test_key_value_arguments_as_other_gptlab_commands(sweep, tmp_path):
+    out = tmp_path / "kv"
+    assert main([str(sweep), f"out={out}", "log_x=true"]) == 0
+    assert (out / "report.md").exists() and (out / "val_curves.png").exists()
