@@ -3,7 +3,8 @@
     python -c "from gptlab.model import GPT, GPTConfig; m = GPT(GPTConfig(6, 6, 384, 512, bias=False)); print(m.num_params())"
 
 Public API: GPT(GPTConfig(...)); model(idx, targets=None) -> (logits, loss); model.num_params();
-model.flops_per_token(); model.generate(idx, max_new_tokens, temperature, top_k, top_p) with a KV cache.
+model.flops_per_token(); model.generate(idx, max_new_tokens, temperature, top_k, top_p) with a KV cache;
+model.stream(...) yields those tokens one step at a time (gptlab/sample.py prints them as they come).
 """
 from __future__ import annotations
 
@@ -151,6 +152,14 @@ class GPT(nn.Module):
         """Append max_new_tokens to idx [B, T]. temperature=0 is greedy. With use_cache, past keys and values
         are kept; once the sequence outgrows block_size the window slides and every step recomputes it,
         exactly as without the cache."""
+        return torch.cat([idx, *self.stream(idx, max_new_tokens, temperature, top_k, top_p, use_cache, generator)], 1)
+
+    @torch.no_grad()
+    def stream(self, idx, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
+               top_p: float | None = None, use_cache: bool = True, generator: torch.Generator | None = None,
+               n_vocab: int | None = None):
+        """Yield the next token ids [B, 1] one step at a time, as generate appends them. n_vocab: ids >= n_vocab
+        (a vocabulary padded past the tokenizer's) are never sampled."""
         bs, cache = self.config.block_size, None
         for _ in range(max_new_tokens):
             if not use_cache or idx.size(1) > bs:
@@ -161,9 +170,11 @@ class GPT(nn.Module):
             else:
                 h = self.hidden(idx[:, -1:], cache)
             logits = self.lm_head(h[:, -1]).float()
+            if n_vocab is not None and n_vocab < logits.size(-1):
+                logits[:, n_vocab:] = float("-inf")
             nxt = sample_next(logits, temperature, top_k, top_p, generator)
+            yield nxt
             idx = torch.cat((idx, nxt), dim=1)
-        return idx
 
 
 def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float | None = None) -> torch.Tensor:
