@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import struct
 import sys
 import time
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gptlab.assets import atomic_write_bytes, fsync_dir, sha256_file, temp_path
+from gptlab.assets import atomic_write_bytes, sha256_file
 
 MAGIC = b"GPTLABTK"
 VERSION = 1
@@ -65,18 +64,7 @@ def write_shard(path, tokens: np.ndarray, tokenizer: str = "gpt2", vocab_size: i
     body = np.ascontiguousarray(tokens, dtype="<u2").data
     digest = hashlib.sha256(header)
     digest.update(body)
-    tmp = temp_path(path)
-    try:
-        with open(tmp, "xb") as f:
-            f.write(header)
-            f.write(body)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
+    atomic_write_bytes(path, header, body)
     return {"file": path.name, "tokens": int(tokens.size), "sha256": digest.hexdigest()}
 
 
