@@ -6,6 +6,7 @@
     python -m gptlab.train resume=runs/2026-11-27/21-00-00   # continue a run where its 'last' checkpoint left off
     python -m gptlab.train -m model.n_layer=2,4 model.n_embd=128,256   # a sweep: one run folder per job
     python -m gptlab.train logger=none                       # no W&B (metrics.csv is always written)
+    python -m gptlab.train experiment=finetune init=hf:gpt2 data=text data.name=mine   # fine-tune GPT-2
 
 A run folder holds config.yaml (resolved), metrics.csv, checkpoints/{last,best}.ckpt, summary.json and wandb/.
 Heavy imports (torch, lightning) come after validation, so a bad config fails in well under a second.
@@ -107,6 +108,25 @@ def wandb_logger(cfg, run_dir: Path):
                        settings=wandb.Settings(init_timeout=60, silent=True))
 
 
+def initial_weights(cfg):
+    """The model named by init= (None without one); cfg.model takes its architecture, keeping the configured dropout."""
+    if not cfg.get("init") or cfg.resume:
+        return None
+    from dataclasses import asdict
+    from gptlab.config import validate_model
+    from gptlab.load import load_model
+    model, _ = load_model(cfg.init)
+    arch = {k: v for k, v in asdict(model.config).items() if k != "dropout"}
+    if arch != {k: cfg.model[k] for k in arch}:
+        print(f"init={cfg.init}: model architecture taken from the weights: {arch}")
+    cfg.model.update(arch)
+    validate_model(cfg.model)
+    block = cfg.data.block_size or cfg.model.block_size
+    if block > cfg.model.block_size:
+        raise SystemExit(f"data.block_size={block} exceeds the context of init={cfg.init} ({cfg.model.block_size})")
+    return model
+
+
 def fit(cfg: DictConfig) -> float | None:
     import torch
     import lightning as L
@@ -128,12 +148,15 @@ def fit(cfg: DictConfig) -> float | None:
         torch.set_num_threads(cfg.trainer.threads or len(os.sched_getaffinity(0)))
     L.seed_everything(cfg.seed, verbose=False)
 
+    init = initial_weights(cfg)  # fine-tuning: the architecture comes from the weights, dropout from the config
     world, accum = world_size(cfg), accumulation(cfg, world_size(cfg))
     tokens_per_step = accum * cfg.data.batch_size * block * world
     prec = precision(cfg)
     module = GPTModule(model=OmegaConf.to_container(cfg.model), optim=OmegaConf.to_container(cfg.optim),
                        sched=OmegaConf.to_container(cfg.sched), max_steps=cfg.trainer.max_steps,
                        tokens_per_step=tokens_per_step, compile=cfg.trainer.compile)
+    if init is not None:
+        module.model.load_state_dict(init.state_dict())
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
 
     resumed_step = None if ckpt is None else torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)["global_step"]

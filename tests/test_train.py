@@ -191,3 +191,31 @@ def test_ddp_two_cpu_processes_report_identical_val_metrics(tiny_data, tmp_path)
     for r in ranks:
         by_rank.setdefault(r["rank"], []).append(r["val_loss"])
     assert sorted(by_rank) == [0, 1] and by_rank[0] == by_rank[1] and len(by_rank[0]) >= 2
+
+
+def test_finetune_from_a_run_lowers_val_loss_on_new_data(tiny_data, short_run, tmp_path):
+    from gptlab.prepare import prepare
+    src = tmp_path / "src"
+    src.mkdir()
+    colors = ["red", "blue", "green", "white"]
+    for d in range(12):  # a corpus the pretrained run never saw
+        (src / f"{d}.txt").write_text("\n".join(f"Number {i + d} is {colors[(i * d) % 4]} and round." for i in range(40)))
+    prepare({"name": "colors", "source": "text", "shard_tokens": 100_000,
+             "source_args": {"paths": [str(src)], "field": "text", "val_fraction": 0.25, "seed": 0}}, tiny_data, workers=1)
+    run = tmp_path / "ft"
+    p = run_train(["experiment=finetune", f"init={short_run[0]}", "data.name=colors", "trainer.max_steps=20",
+                   "trainer.eval_interval=10", "optim.lr=3e-3", f"hydra.run.dir={run}"], tiny_data, tmp_path)
+    s = json.loads((run / "summary.json").read_text())
+    start = state(run)  # hparams carry the architecture taken from the init weights
+    assert start["hyper_parameters"]["model"]["n_embd"] == 32 and start["hyper_parameters"]["sched"]["name"] == "constant"
+    assert s["final_val_loss"] < s["val_before_loss"] - 0.5
+    # it started from the init weights: their loss on the same val tokens, computed apart, is the 'before' value
+    import numpy as np
+    from gptlab.eval import perplexity
+    from gptlab.load import load_model
+    from gptlab.shards import open_split
+    model, _ = load_model(str(short_run[0]))
+    val = np.concatenate([np.asarray(m) for m in open_split(tiny_data / "colors", "val")])[:1025].astype(np.int64)
+    # (eval's softmax spans the 50257 real ids, training's val all 50304 logits as nanoGPT's: after 30 steps the
+    # 47 padding logits still hold ~1e-3 nats; a trained model's agree to 1e-4, see the note of issue 3)
+    assert perplexity(model, val, 32, 32, 4, "cpu")["loss"] == pytest.approx(s["val_before_loss"], abs=2e-3)
