@@ -7,6 +7,8 @@ of the batch index: the module counts consumed batches, a checkpoint stores the 
 continues with batch k+1 (no window repeated, none skipped), whatever the number of loader workers.
 Validation is the first `val_tokens` tokens of val cut into consecutive windows: the same tokens for every
 run and every model, split across ranks without padding so summed NLL and token counts are exact.
+With loss_mask (datasets prepared with .mask.bin files, e.g. chat), a target whose mask is 0 becomes -1, which
+the model ignores: train and val loss cover assistant tokens only. The windows drawn are the same either way.
 """
 from __future__ import annotations
 
@@ -21,8 +23,10 @@ from gptlab import shards
 class TrainWindows(IterableDataset):
     """Endless batches [batch, block] of (x, y) windows, documents joined by EOT as nanoGPT does."""
 
-    def __init__(self, files: list[str], block_size: int, batch_size: int, seed: int, rank: int, start: int = 0):
+    def __init__(self, files: list[str], block_size: int, batch_size: int, seed: int, rank: int, start: int = 0,
+                 mask_files: list[str] | None = None):
         self.files, self.block, self.batch, self.seed, self.rank, self.start = files, block_size, batch_size, seed, rank, start
+        self.mask_files = mask_files
         sizes = np.array([len(shards.open_shard(f)) for f in files], dtype=np.int64)
         self.windows = np.maximum(sizes - block_size, 0)  # start offsets available in each shard
         if self.windows.sum() == 0:
@@ -33,13 +37,17 @@ class TrainWindows(IterableDataset):
         rng = np.random.default_rng([self.seed, self.rank, k])
         which = rng.choice(len(self.files), size=self.batch, p=self.weights)
         xy = np.empty((self.batch, self.block + 1), dtype=np.int64)
+        keep = np.ones((self.batch, self.block), dtype=bool)  # targets trained on
         for f in np.unique(which):
             # a fresh memmap per batch: nanoGPT found long-lived ones grow resident memory over a run
             tokens, rows = shards.open_shard(self.files[f]), np.flatnonzero(which == f)
+            mask = shards.open_mask(self.mask_files[f]) if self.mask_files else None
             for row, off in zip(rows, rng.integers(0, self.windows[f], size=len(rows))):
                 xy[row] = tokens[off:off + self.block + 1]
-        xy = torch.from_numpy(xy)
-        return xy[:, :-1], xy[:, 1:]
+                if mask is not None:
+                    keep[row] = mask[off + 1:off + self.block + 1]
+        x, y = torch.from_numpy(xy[:, :-1]), torch.from_numpy(np.where(keep, xy[:, 1:], -1))
+        return x, y
 
     def __iter__(self):
         info = get_worker_info()
@@ -53,15 +61,19 @@ class TrainWindows(IterableDataset):
 class ValWindows(Dataset):
     """Window i = tokens[i*T : i*T+T+1] of the first n_tokens of val; this rank's share is i = rank, rank+world, ..."""
 
-    def __init__(self, files: list[str], block_size: int, n_tokens: int, rank: int = 0, world: int = 1):
-        tokens, have = [], 0
-        for f in files:  # the first n_tokens+1 of the split, across shards in order
+    def __init__(self, files: list[str], block_size: int, n_tokens: int, rank: int = 0, world: int = 1,
+                 mask_files: list[str] | None = None):
+        tokens, keep, have = [], [], 0
+        for i, f in enumerate(files):  # the first n_tokens+1 of the split, across shards in order
             t = shards.open_shard(f)[: n_tokens + 1 - have]
             tokens.append(np.asarray(t, dtype=np.int64))
+            keep.append(np.asarray(shards.open_mask(mask_files[i])[:len(t)], dtype=bool) if mask_files
+                        else np.ones(len(t), dtype=bool))
             have += len(t)
             if have >= n_tokens + 1:
                 break
         self.tokens = torch.from_numpy(np.concatenate(tokens))
+        self.keep = torch.from_numpy(np.concatenate(keep))
         self.block = block_size
         n = (len(self.tokens) - 1) // block_size
         if n == 0:
@@ -74,26 +86,37 @@ class ValWindows(Dataset):
     def __getitem__(self, i):
         s = self.index[i] * self.block
         w = self.tokens[s:s + self.block + 1]
-        return w[:-1], w[1:]
+        return w[:-1], w[1:].masked_fill(~self.keep[s + 1:s + self.block + 1], -1)
 
 
 class TokenDataModule(L.LightningDataModule):
     def __init__(self, data_dir: str, block_size: int, batch_size: int, val_tokens: int = 65536,
-                 num_workers: int = 0, seed: int = 1337, vocab_size: int = 50257, tokenizer: str = "gpt2"):
+                 num_workers: int = 0, seed: int = 1337, vocab_size: int = 50257, tokenizer: str = "gpt2",
+                 loss_mask: bool = False):
         super().__init__()
         self.data_dir, self.block_size, self.batch_size = data_dir, block_size, batch_size
         self.val_tokens, self.num_workers, self.seed = val_tokens, num_workers, seed
-        self.vocab_size, self.tokenizer = vocab_size, tokenizer
+        self.vocab_size, self.tokenizer, self.loss_mask = vocab_size, tokenizer, loss_mask
         self.train_batches = 0  # batches consumed by training: the stream's position, saved in checkpoints
 
     def check(self) -> None:
         """Open and verify the dataset now, so missing or damaged data fails before any model is built."""
         for split in ("train", "val"):
             shards.open_split(self.data_dir, split, tokenizer=self.tokenizer, vocab_size=self.vocab_size)
+            self._masks(split)
 
     def _files(self, split: str) -> list[str]:
         return [m.filename for m in shards.open_split(self.data_dir, split, tokenizer=self.tokenizer,
                                                       vocab_size=self.vocab_size)]
+
+    def _masks(self, split: str) -> list[str] | None:
+        """The split's loss-mask files when loss_mask is on (None when off); a dataset without them is an error."""
+        if not self.loss_mask:
+            return None
+        if (files := shards.mask_files(self.data_dir, split)) is None:
+            raise shards.ShardError(f"{self.data_dir}: loss_mask is on but split {split!r} was prepared without "
+                                    "loss masks (only the chat source writes them); set data.loss_mask=false")
+        return files
 
     def _rank_world(self):
         t = self.trainer
@@ -105,12 +128,13 @@ class TokenDataModule(L.LightningDataModule):
 
     def train_dataloader(self):
         rank, _ = self._rank_world()
-        ds = TrainWindows(self._files("train"), self.block_size, self.batch_size, self.seed, rank, self.train_batches)
+        ds = TrainWindows(self._files("train"), self.block_size, self.batch_size, self.seed, rank, self.train_batches,
+                          self._masks("train"))
         return self._loader(ds, batch_size=None, prefetch_factor=4 if self.num_workers else None)
 
     def val_dataloader(self):
         rank, world = self._rank_world()
-        ds = ValWindows(self._files("val"), self.block_size, self.val_tokens, rank, world)
+        ds = ValWindows(self._files("val"), self.block_size, self.val_tokens, rank, world, self._masks("val"))
         return self._loader(ds, batch_size=self.batch_size, shuffle=False)
 
     def on_before_batch_transfer(self, batch, dataloader_idx):

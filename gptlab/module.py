@@ -62,8 +62,8 @@ class GPTModule(L.LightningModule):
 
     def validation_step(self, batch, batch_idx):
         x, y = batch
-        _, loss = self.model(x, y, return_logits=False)
-        self.val_nll.update(loss, y.numel())
+        _, loss = self.model(x, y, return_logits=False)  # mean over targets != -1; 0 when there are none
+        self.val_nll.update(loss, (y != -1).sum())  # masked targets (loss_mask) count for nothing; no host sync
 
     def on_validation_epoch_end(self):
         loss = self.val_nll.compute()  # synced across ranks: every rank logs the same numbers

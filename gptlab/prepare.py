@@ -6,7 +6,8 @@
     GPTLAB_DATA=/big/disk python -m gptlab.prepare data=shakespeare force=true
 
 Pipeline: source -> documents -> tiktoken encode_ordinary on `workers` threads (Rust, GIL released) -> EOT after each
-document -> cut into shards of data.shard_tokens -> manifest.json, written last. A rerun whose manifest
+document -> cut into shards of data.shard_tokens -> manifest.json, written last. Segmented documents (the chat
+source) are tokenized segment by segment, and a loss mask ({split}_000000.mask.bin) is cut alongside. A rerun whose manifest
 verifies and whose settings are unchanged does nothing; an interrupted run leaves no manifest, so no reader
 trusts its shards, and the next run starts over.
 """
@@ -32,23 +33,34 @@ from tqdm import tqdm
 
 from gptlab.assets import AssetError
 from gptlab.shards import (DTYPE, MANIFEST, VERSION, ShardError, mark_verified, verify, write_manifest,
-                           write_shard)
-from gptlab.sources import SourceError, fingerprint, open_source
+                           write_mask, write_shard)
+from gptlab.sources import SourceError, doc_text, fingerprint, open_source
 from gptlab.tokenizer import EOT, NAME, N_VOCAB, get_tokenizer
 
 IN_FLIGHT_CHARS = 8_000_000  # text queued for the encoder threads: keeps them busy, bounds memory (~30 MB)
-SHARD_RE = re.compile(r"^[a-z]+_\d{6}\.bin$")
+SHARD_RE = re.compile(r"^[a-z]+_\d{6}(\.mask)?\.bin$")
 
 
-def encode_doc(enc, doc: str) -> np.ndarray:
-    """Token ids of one document followed by EOT. array('I') converts a list of ints ~5x faster than np.array."""
-    ids = array("I", enc.encode_ordinary(doc))
+def encode_doc(enc, doc) -> tuple[np.ndarray, np.ndarray | None]:
+    """Token ids of one document followed by EOT, and its loss mask if it is (text, is_target) segments.
+    array('I') converts a list of ints ~5x faster than np.array."""
+    if isinstance(doc, str):
+        ids = array("I", enc.encode_ordinary(doc))
+        ids.append(EOT)
+        return np.frombuffer(ids, dtype=np.uintc), None
+    ids, mask = array("I"), bytearray()
+    for text, target in doc:  # segment by segment: a target's tokens never merge with its neighbours'
+        seg = enc.encode_ordinary(text)
+        ids.extend(seg)
+        mask += bytes([target]) * len(seg)
     ids.append(EOT)
-    return np.frombuffer(ids, dtype=np.uintc)
+    mask.append(bool(doc and doc[-1][1]))  # EOT after an assistant turn is a target: the model learns to stop
+    return np.frombuffer(ids, dtype=np.uintc), np.frombuffer(mask, dtype=np.uint8)
 
 
-def encode_docs(enc, items: Iterable[tuple[str, str]], workers: int) -> Iterator[tuple[str, str, np.ndarray]]:
-    """(split, doc, tokens) for (split, doc) items, in order, encoded on `workers` threads.
+def encode_docs(enc, items: Iterable[tuple[str, object]], workers: int) -> Iterator[tuple[str, object, tuple]]:
+    """(split, doc, (tokens, mask)) for (split, doc) items, in order, encoded on `workers` threads (mask: None
+    for a plain-text document).
 
     This is tiktoken's encode_ordinary_batch (a thread pool over encode_ordinary, whose Rust core releases the
     GIL) with one pool for the whole stream, all splits, instead of one per batch: no thread idles at a batch's
@@ -58,10 +70,10 @@ def encode_docs(enc, items: Iterable[tuple[str, str]], workers: int) -> Iterator
     try:
         for split, doc in items:
             pending.append((split, doc, pool.submit(encode_doc, enc, doc)))
-            chars += len(doc)
+            chars += len(doc_text(doc))
             while chars > IN_FLIGHT_CHARS:
                 split_, doc_, fut = pending.popleft()
-                chars -= len(doc_)
+                chars -= len(doc_text(doc_))
                 yield split_, doc_, fut.result()
         while pending:
             split_, doc_, fut = pending.popleft()
@@ -71,44 +83,55 @@ def encode_docs(enc, items: Iterable[tuple[str, str]], workers: int) -> Iterator
 
 
 class ShardWriter:
-    """Cuts one split's token stream into {split}_000000.bin, ... of shard_tokens tokens each (the last: fewer)."""
+    """Cuts one split's token stream into {split}_000000.bin, ... of shard_tokens tokens each (the last: fewer),
+    and, if `masked`, its loss mask into {split}_000000.mask.bin, ... of the same lengths."""
 
-    def __init__(self, out: Path, split: str, shard_tokens: int):
+    def __init__(self, out: Path, split: str, shard_tokens: int, masked: bool = False):
         self.out, self.split = out, split
         self.buf, self.fill = np.empty(shard_tokens, dtype=np.uint16), 0  # paged in by the OS as it fills
-        self.shards, self.docs, self.tokens = [], 0, 0
+        self.mbuf = np.empty(shard_tokens, dtype=np.uint8) if masked else None
+        self.shards, self.docs, self.tokens, self.targets = [], 0, 0, 0
 
-    def add(self, toks: np.ndarray) -> None:
+    def add(self, toks: np.ndarray, mask: np.ndarray | None = None) -> None:
+        if (mask is None) != (self.mbuf is None):
+            raise SourceError(f"{self.split}: a source must give loss masks for all of a split's documents or none")
         pos = 0
         while pos < len(toks):  # documents run across shard boundaries; the EOTs mark them
             n = min(len(self.buf) - self.fill, len(toks) - pos)
             self.buf[self.fill:self.fill + n] = toks[pos:pos + n]
+            if mask is not None:
+                self.mbuf[self.fill:self.fill + n] = mask[pos:pos + n]
             self.fill, pos = self.fill + n, pos + n
             if self.fill == len(self.buf):
                 self._flush()
         self.docs, self.tokens = self.docs + 1, self.tokens + len(toks)
+        self.targets += int(mask.sum()) if mask is not None else 0
 
     def _flush(self) -> None:
-        path = self.out / f"{self.split}_{len(self.shards):06d}.bin"
-        self.shards.append(write_shard(path, self.buf[:self.fill], NAME, N_VOCAB))
+        stem = f"{self.split}_{len(self.shards):06d}"
+        entry = write_shard(self.out / f"{stem}.bin", self.buf[:self.fill], NAME, N_VOCAB)
+        if self.mbuf is not None:
+            entry["mask"] = write_mask(self.out / f"{stem}.mask.bin", self.mbuf[:self.fill])
+        self.shards.append(entry)
         self.fill = 0
 
     def close(self) -> dict:
         if self.fill:
             self._flush()
-        return {"docs": self.docs, "tokens": self.tokens, "shards": self.shards}
+        info = {"docs": self.docs, "tokens": self.tokens, "shards": self.shards}
+        return {**info, "target_tokens": self.targets} if self.mbuf is not None else info
 
 
 def tokenize(splits: dict, out: Path, enc, workers: int, shard_tokens: int) -> dict:
     """Encode every split's documents into shards; returns {split: {docs, tokens, shards}}."""
-    writers = {split: ShardWriter(out, split, shard_tokens) for split in splits}
+    writers = {split: ShardWriter(out, split, shard_tokens, docs.masked) for split, docs in splits.items()}
     counts = [docs.count for docs in splits.values()]
     items = ((split, doc) for split, docs in splits.items() for doc in docs)
     n_bytes, t0, last = 0, time.perf_counter(), 0.0
     with tqdm(total=None if None in counts else sum(counts), desc=out.name, unit="doc", dynamic_ncols=True) as bar:
-        for split, doc, toks in encode_docs(enc, items, workers):
-            writers[split].add(toks)
-            n_bytes += len(doc.encode("utf-8", "replace"))
+        for split, doc, (toks, mask) in encode_docs(enc, items, workers):
+            writers[split].add(toks, mask)
+            n_bytes += len(doc_text(doc).encode("utf-8", "replace"))
             bar.update()
             if (now := time.perf_counter()) - last > 0.5 or bar.n == bar.total:  # a postfix redraws: not every doc
                 toks_done = sum(w.tokens for w in writers.values())
@@ -177,7 +200,8 @@ def prepare(data_cfg: Mapping, data_dir, workers: int | None = None, force: bool
                 "prepared_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "seconds": round(seconds, 3), "workers": workers}
     write_manifest(out, manifest)
-    _remove_stale(out, keep={s["file"] for r in results.values() for s in r["shards"]})
+    _remove_stale(out, keep={f for r in results.values() for s in r["shards"]
+                             for f in (s["file"], s.get("mask", {}).get("file"))})
     mark_verified(out, manifest)  # hashes were taken while writing: the first training run need not rehash
     parts = ", ".join(f"{k} {r['tokens']:,} tokens ({r['docs']:,} docs, shards: {len(r['shards'])})"
                       for k, r in results.items())

@@ -6,7 +6,9 @@
 Header (little-endian): magic b"GPTLABTK", u32 format version, u32 header size, u64 token count,
 16-byte dtype name, 32-byte tokenizer name, u32 vocab size, zero padding to 256 bytes.
 A dataset folder holds {split}_{index:06d}.bin shards and manifest.json, written last, so a folder with a
-manifest is complete. Every file is written to a temp name and renamed, so readers never see half a shard.
+manifest is complete. Sources with a loss mask (chat) add {split}_{index:06d}.mask.bin beside each shard: the same
+header with dtype uint8 and tokenizer "loss-mask", one byte per token, 1 = a training target; the manifest lists
+it as the shard entry's "mask" (file, tokens, sha256) and it is verified like the shard. Every file is written to a temp name and renamed, so readers never see half a shard.
 """
 from __future__ import annotations
 
@@ -25,6 +27,9 @@ MAGIC = b"GPTLABTK"
 VERSION = 1
 HEADER_BYTES = 256
 DTYPE = "uint16"
+MASK_DTYPE = "uint8"
+MASK_NAME = "loss-mask"  # the tokenizer field of a mask file's header
+ITEMSIZE = {DTYPE: 2, MASK_DTYPE: 1}
 MANIFEST = "manifest.json"
 VERIFIED = ".verified.json"  # sidecar: shards already hashed, keyed by (size, mtime_ns)
 RACY_NS = 2_000_000_000  # mtimes are coarse (ticks of ms, 2 s on FAT): trust only older ones, as git does
@@ -39,37 +44,43 @@ def _prepare_hint(data_dir: Path) -> str:
     return f"run `python -m gptlab.prepare data={Path(data_dir).name}` to prepare it"
 
 
-def pack_header(count: int, tokenizer: str, vocab_size: int) -> bytes:
+def pack_header(count: int, tokenizer: str, vocab_size: int, dtype: str = DTYPE) -> bytes:
     if not 0 < len(tokenizer.encode()) <= 32:
         raise ValueError(f"tokenizer name {tokenizer!r} must be 1 to 32 bytes")
-    head = _HEADER.pack(MAGIC, VERSION, HEADER_BYTES, count, DTYPE.encode(), tokenizer.encode(), vocab_size)
+    head = _HEADER.pack(MAGIC, VERSION, HEADER_BYTES, count, dtype.encode(), tokenizer.encode(), vocab_size)
     return head.ljust(HEADER_BYTES, b"\0")
 
 
-def write_shard(path, tokens: np.ndarray, tokenizer: str = "gpt2", vocab_size: int = 50257) -> dict:
+def write_shard(path, tokens: np.ndarray, tokenizer: str = "gpt2", vocab_size: int = 50257,
+                dtype: str = DTYPE) -> dict:
     """Write tokens atomically (temp file, fsync, rename). Returns the manifest entry {file, tokens, sha256}."""
     path = Path(path)
     tokens = np.asarray(tokens)
     if tokens.ndim != 1 or tokens.size == 0:
         raise ValueError(f"{path.name}: need a non-empty 1-D token array, got shape {tokens.shape}")
-    if vocab_size > 2**16:
-        raise ValueError(f"vocab_size {vocab_size} does not fit {DTYPE}")
-    if tokens.dtype != np.uint16:
+    if vocab_size > 2 ** (8 * ITEMSIZE[dtype]):
+        raise ValueError(f"vocab_size {vocab_size} does not fit {dtype}")
+    if tokens.dtype != np.dtype(dtype):
         if tokens.min() < 0 or tokens.max() >= vocab_size:  # check before the cast can wrap
             raise ValueError(f"{path.name}: token ids outside [0, {vocab_size})")
-        tokens = tokens.astype(np.uint16)
+        tokens = tokens.astype(dtype)
     elif tokens.max() >= vocab_size:
         raise ValueError(f"{path.name}: token ids outside [0, {vocab_size})")
-    header = pack_header(tokens.size, tokenizer, vocab_size)
-    body = np.ascontiguousarray(tokens, dtype="<u2").data
+    header = pack_header(tokens.size, tokenizer, vocab_size, dtype)
+    body = np.ascontiguousarray(tokens, dtype=np.dtype(dtype).newbyteorder("<")).data
     digest = hashlib.sha256(header)
     digest.update(body)
     atomic_write_bytes(path, header, body)
     return {"file": path.name, "tokens": int(tokens.size), "sha256": digest.hexdigest()}
 
 
-def read_header(path) -> dict:
-    """Parse and check a shard's header, and that the file is exactly header + 2 bytes per token."""
+def write_mask(path, mask: np.ndarray) -> dict:
+    """Write a loss mask (0/1 per token) beside its shard, atomically; returns its manifest entry."""
+    return write_shard(path, np.asarray(mask, dtype=np.uint8), MASK_NAME, 2, MASK_DTYPE)
+
+
+def read_header(path, dtype: str = DTYPE) -> dict:
+    """Parse and check a shard's header, and that the file is exactly header + itemsize bytes per token."""
     path = Path(path)
     try:
         with open(path, "rb") as f:
@@ -79,24 +90,39 @@ def read_header(path) -> dict:
         raise ShardError(f"{path}: shard file is missing") from None
     if len(raw) < HEADER_BYTES or raw[:8] != MAGIC:
         raise ShardError(f"{path}: not a gptlab token shard (bad magic {raw[:8]!r})")
-    magic, version, hbytes, count, dtype, tok, vocab = _HEADER.unpack_from(raw)
-    head = {"version": version, "header_bytes": hbytes, "tokens": count, "dtype": dtype.rstrip(b"\0").decode(),
+    magic, version, hbytes, count, kind, tok, vocab = _HEADER.unpack_from(raw)
+    head = {"version": version, "header_bytes": hbytes, "tokens": count, "dtype": kind.rstrip(b"\0").decode(),
             "tokenizer": tok.rstrip(b"\0").decode(), "vocab_size": vocab}
     if version != VERSION or hbytes != HEADER_BYTES:
         raise ShardError(f"{path}: shard format version {version} (header {hbytes} B); this gptlab reads "
                          f"version {VERSION} ({HEADER_BYTES} B). Re-prepare the dataset.")
-    if head["dtype"] != DTYPE:
-        raise ShardError(f"{path}: dtype {head['dtype']!r}, expected {DTYPE!r}")
-    if size != HEADER_BYTES + 2 * count:
+    if head["dtype"] != dtype:
+        raise ShardError(f"{path}: dtype {head['dtype']!r}, expected {dtype!r}")
+    if size != HEADER_BYTES + ITEMSIZE[dtype] * count:
         raise ShardError(f"{path}: file is {size} bytes but its header says {count} tokens "
-                         f"({HEADER_BYTES + 2 * count} bytes); truncated or corrupt, re-prepare the dataset")
+                         f"({HEADER_BYTES + ITEMSIZE[dtype] * count} bytes); truncated or corrupt, "
+                         "re-prepare the dataset")
     return head
 
 
-def open_shard(path) -> np.memmap:
+def open_shard(path, dtype: str = DTYPE) -> np.memmap:
     """Memory-map a shard's tokens (read-only) after checking its header and size."""
-    head = read_header(path)
-    return np.memmap(path, dtype=np.uint16, mode="r", offset=HEADER_BYTES, shape=(head["tokens"],))
+    head = read_header(path, dtype)
+    return np.memmap(path, dtype=dtype, mode="r", offset=HEADER_BYTES, shape=(head["tokens"],))
+
+
+def open_mask(path) -> np.memmap:
+    """Memory-map a loss mask file (uint8, 1 = target)."""
+    return open_shard(path, MASK_DTYPE)
+
+
+def _files(manifest: dict):
+    """(entry, dtype) for every file the manifest lists: shards and their masks."""
+    for info in manifest["splits"].values():
+        for e in info["shards"]:
+            yield e, DTYPE
+            if "mask" in e:
+                yield e["mask"], MASK_DTYPE
 
 
 def write_manifest(data_dir, manifest: dict) -> None:
@@ -148,8 +174,7 @@ def _save_verified(data_dir: Path, ok: dict) -> None:
 def mark_verified(data_dir, manifest: dict) -> None:
     """Record shards just written (their sha256 computed while writing) as verified, so no one hashes them again."""
     data_dir = Path(data_dir)
-    keys = {e["file"]: _verified_key(data_dir / e["file"], e["sha256"])
-            for info in manifest["splits"].values() for e in info["shards"]}
+    keys = {e["file"]: _verified_key(data_dir / e["file"], e["sha256"]) for e, _ in _files(manifest)}
     _save_verified(data_dir, {k: v for k, v in keys.items() if v})
 
 
@@ -162,19 +187,18 @@ def verify(data_dir) -> dict:
     data_dir = Path(data_dir)
     manifest = load_manifest(data_dir)
     seen, ok = _load_verified(data_dir), {}
-    for split, info in manifest["splits"].items():
-        for entry in info["shards"]:
-            path = data_dir / entry["file"]
-            head = read_header(path)
-            if head["tokens"] != entry["tokens"]:
-                raise ShardError(f"{path}: header says {head['tokens']} tokens, manifest says {entry['tokens']}")
-            key = _verified_key(path, entry["sha256"])
-            if key is None or seen.get(entry["file"]) != key:
-                if (got := sha256_file(path)) != entry["sha256"]:
-                    raise ShardError(f"{path}: sha256 {got} does not match the manifest ({entry['sha256']}); "
-                                     f"the file changed or is corrupt, {_prepare_hint(data_dir)}")
-            if key:
-                ok[entry["file"]] = key
+    for entry, dtype in _files(manifest):
+        path = data_dir / entry["file"]
+        head = read_header(path, dtype)
+        if head["tokens"] != entry["tokens"]:
+            raise ShardError(f"{path}: header says {head['tokens']} tokens, manifest says {entry['tokens']}")
+        key = _verified_key(path, entry["sha256"])
+        if key is None or seen.get(entry["file"]) != key:
+            if (got := sha256_file(path)) != entry["sha256"]:
+                raise ShardError(f"{path}: sha256 {got} does not match the manifest ({entry['sha256']}); "
+                                 f"the file changed or is corrupt, {_prepare_hint(data_dir)}")
+        if key:
+            ok[entry["file"]] = key
     if ok != seen:
         _save_verified(data_dir, ok)
     return manifest
@@ -203,6 +227,21 @@ def open_split(data_dir, split: str, tokenizer: str = "gpt2", vocab_size: int = 
     if not shards:
         raise ShardError(f"{data_dir}: split {split!r} has no tokens")
     return shards
+
+
+def mask_files(data_dir, split: str) -> list[str] | None:
+    """Paths of one split's loss masks, in shard order, after verifying the dataset; None if it has none."""
+    data_dir = Path(data_dir)
+    manifest = verify(data_dir)
+    if split not in manifest["splits"]:
+        raise ShardError(f"{data_dir}: no split {split!r}; it has {sorted(manifest['splits'])}")
+    entries = manifest["splits"][split]["shards"]
+    if not any("mask" in e for e in entries):
+        return None
+    if not all("mask" in e and e["mask"]["tokens"] == e["tokens"] for e in entries):
+        raise ShardError(f"{data_dir / MANIFEST}: split {split!r} has loss masks for only some shards, or of the "
+                         f"wrong length; {_prepare_hint(data_dir)}")
+    return [str(data_dir / e["mask"]["file"]) for e in entries]
 
 
 if __name__ == "__main__":

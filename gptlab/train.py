@@ -142,7 +142,8 @@ def fit(cfg: DictConfig) -> float | None:
     run_dir.mkdir(parents=True, exist_ok=True)
     block = cfg.data.block_size or cfg.model.block_size
     dm = TokenDataModule(str(Path(cfg.paths.data_dir) / cfg.data.name), block, cfg.data.batch_size,
-                         cfg.data.val_tokens, cfg.data.num_workers, cfg.seed, vocab_size=50257)
+                         cfg.data.val_tokens, cfg.data.num_workers, cfg.seed, vocab_size=50257,
+                         loss_mask=bool(cfg.data.get("loss_mask", False)))
     dm.check()  # missing or damaged data fails here, before the model is built
     if cfg.trainer.threads or cfg.trainer.accelerator == "cpu" or not torch.cuda.is_available():
         torch.set_num_threads(cfg.trainer.threads or len(os.sched_getaffinity(0)))
