@@ -140,12 +140,7 @@ def _jsonl_docs(path: Path, field: str) -> Iterator[str]:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue
-            try:
-                row = json.loads(line.decode("utf-8"))
-            except UnicodeDecodeError as e:
-                raise SourceError(f"{path}:{lineno}: not valid UTF-8 ({e.reason})") from None
-            except json.JSONDecodeError as e:
-                raise SourceError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+            row = _json_line(f"{path}:{lineno}", line)
             if not isinstance(row, dict) or not isinstance(row.get(field), str):
                 keys = sorted(row) if isinstance(row, dict) else type(row).__name__
                 raise SourceError(f"{path}:{lineno}: no string field {field!r} (found {keys}); "
@@ -153,11 +148,9 @@ def _jsonl_docs(path: Path, field: str) -> Iterator[str]:
             yield row[field]
 
 
-def text(paths, val_fraction: float = 0.1, seed: int = 1337, field: str = "text") -> dict[str, Docs]:
-    """Local corpora: each .txt file is a document, each .jsonl line is one (its `field`). Folders are walked."""
-    files = _text_files(paths)
-    # a document is (file, k): the k-th non-blank line of a .jsonl, or k = 0 for a whole .txt
-    counts = [_jsonl_count(f) if f.suffix == ".jsonl" else 1 for f in files]
+def _split_files(files, counts, val_fraction, seed, read, masked=False) -> dict[str, Docs]:
+    """Split documents spread over files (counts[i] of them in files[i]) by a seeded mask; read(f, mine) yields
+    the documents of f whose entry in the boolean array `mine` is set."""
     is_val = split_mask(sum(counts), val_fraction, seed)
     bounds = np.cumsum([0] + counts)
 
@@ -165,14 +158,23 @@ def text(paths, val_fraction: float = 0.1, seed: int = 1337, field: str = "text"
         def iterate():
             for f, lo, hi in zip(files, bounds[:-1], bounds[1:]):
                 mine = is_val[lo:hi] == want_val
-                if not mine.any():
-                    continue  # skip reading files with nothing for this split
-                if f.suffix == ".txt":
-                    yield _read_txt(f)
-                else:
-                    yield from (d for d, keep in zip(_jsonl_docs(f, field), mine) if keep)
-        return Docs(iterate, int((is_val == want_val).sum()))
+                if mine.any():  # skip reading files with nothing for this split
+                    yield from read(f, mine)
+        return Docs(iterate, int((is_val == want_val).sum()), masked=masked)
     return {"train": docs(False), "val": docs(True)}
+
+
+def text(paths, val_fraction: float = 0.1, seed: int = 1337, field: str = "text") -> dict[str, Docs]:
+    """Local corpora: each .txt file is a document, each .jsonl line is one (its `field`). Folders are walked."""
+    files = _text_files(paths)
+    # a document is (file, k): the k-th non-blank line of a .jsonl, or k = 0 for a whole .txt
+    counts = [_jsonl_count(f) if f.suffix == ".jsonl" else 1 for f in files]
+
+    def read(f, mine):
+        if f.suffix == ".txt":
+            return [_read_txt(f)]
+        return (d for d, keep in zip(_jsonl_docs(f, field), mine) if keep)
+    return _split_files(files, counts, val_fraction, seed, read)
 
 
 # --- chat: JSONL conversations, loss on assistant turns ----------------------------------------------------------
@@ -196,15 +198,20 @@ def render_chat(messages: list[dict]) -> str:
     return doc_text(chat_segments(messages))
 
 
-def _parse_chat(path: Path, lineno: int, line: bytes) -> list[dict]:
-    """The messages of one JSONL line, checked; a SourceError names path:line and what is wrong."""
-    where = f"{path}:{lineno}"
+def _json_line(where: str, line: bytes):
+    """One JSONL line decoded; a SourceError names file:line."""
     try:
-        row = json.loads(line.decode("utf-8"))
+        return json.loads(line.decode("utf-8"))
     except UnicodeDecodeError as e:
         raise SourceError(f"{where}: not valid UTF-8 ({e.reason})") from None
     except json.JSONDecodeError as e:
         raise SourceError(f"{where}: not valid JSON ({e.msg})") from None
+
+
+def _parse_chat(path: Path, lineno: int, line: bytes) -> list[dict]:
+    """The messages of one JSONL line, checked; a SourceError names path:line and what is wrong."""
+    where = f"{path}:{lineno}"
+    row = _json_line(where, line)
     msgs = row.get("messages") if isinstance(row, dict) else None
     if not isinstance(msgs, list):
         raise SourceError(f'{where}: no "messages" list; each line must be {{"messages": [{{"role": ..., '
@@ -233,17 +240,8 @@ def chat(paths, val_fraction: float = 0.1, seed: int = 1337) -> dict[str, Docs]:
     here, before any tokenizing, so a malformed one fails at once naming file:line."""
     files = _text_files(paths, (".jsonl",), "chat")
     counts = [sum(1 for _ in _chat_lines(f)) for f in files]
-    is_val = split_mask(sum(counts), val_fraction, seed)
-    bounds = np.cumsum([0] + counts)
-
-    def docs(want_val: bool) -> Docs:
-        def iterate():
-            for f, lo, hi in zip(files, bounds[:-1], bounds[1:]):
-                mine = is_val[lo:hi] == want_val
-                if mine.any():  # skip reading files with nothing for this split
-                    yield from (chat_segments(m) for m, keep in zip(_chat_lines(f), mine) if keep)
-        return Docs(iterate, int((is_val == want_val).sum()), masked=True)
-    return {"train": docs(False), "val": docs(True)}
+    read = lambda f, mine: (chat_segments(m) for m, keep in zip(_chat_lines(f), mine) if keep)
+    return _split_files(files, counts, val_fraction, seed, read, masked=True)
 
 
 # --- Hugging Face hub datasets -------------------------------------------------------------------------------
