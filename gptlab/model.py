@@ -157,10 +157,12 @@ class GPT(nn.Module):
     @torch.no_grad()
     def stream(self, idx, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
                top_p: float | None = None, use_cache: bool = True, generator: torch.Generator | None = None,
-               n_vocab: int | None = None):
+               n_vocab: int | None = None, head_dtype: torch.dtype | None = None):
         """Yield the next token ids [B, 1] one step at a time, as generate appends them. n_vocab: ids >= n_vocab
-        (a vocabulary padded past the tokenizer's) are never sampled."""
+        (a vocabulary padded past the tokenizer's) are never sampled. head_dtype: compute the output layer with
+        its weight in this dtype (bf16 halves the bytes a decoded token reads: a CPU decodes at memory speed)."""
         bs, cache = self.config.block_size, None
+        head = self.lm_head.weight if head_dtype is None else self.lm_head.weight.detach().to(head_dtype)
         for _ in range(max_new_tokens):
             if not use_cache or idx.size(1) > bs:
                 h = self.hidden(idx[:, -bs:])
@@ -169,7 +171,7 @@ class GPT(nn.Module):
                 h = self.hidden(idx, cache)
             else:
                 h = self.hidden(idx[:, -1:], cache)
-            logits = self.lm_head(h[:, -1]).float()
+            logits = F.linear(h[:, -1].to(head.dtype), head).float()
             if n_vocab is not None and n_vocab < logits.size(-1):
                 logits[:, n_vocab:] = float("-inf")
             nxt = sample_next(logits, temperature, top_k, top_p, generator)
@@ -194,7 +196,12 @@ def sample_next(logits, temperature=1.0, top_k=None, top_p=None, generator=None)
     """One token id per row [B, 1] from last-position logits [B, V]."""
     if temperature == 0:
         return logits.argmax(-1, keepdim=True)
-    probs = filter_logits(logits / temperature, top_k, top_p).softmax(-1)
+    logits = logits / temperature
+    if top_k is not None and top_k < logits.size(-1):  # draw among the k best only: same distribution, k not V
+        vals, ids = torch.topk(logits, top_k, dim=-1)
+        probs = filter_logits(vals, None, top_p).softmax(-1)
+        return ids.gather(-1, torch.multinomial(probs, 1, generator=generator))
+    probs = filter_logits(logits, None, top_p).softmax(-1)
     return torch.multinomial(probs, 1, generator=generator)
 
 

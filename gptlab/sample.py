@@ -104,16 +104,20 @@ class TextStream:
 
 
 def sample(model, enc, prompt_ids, max_new_tokens=256, temperature=0.8, top_k=200, top_p=None, generator=None,
-           stop_at_eot=True, use_cache=True, on_token=None) -> list[int]:
+           stop_at_eot=True, use_cache=True, on_token=None, head_dtype="auto") -> list[int]:
     """The ids generated after prompt_ids (empty: start from <|endoftext|>), each passed to on_token as it comes.
-    temperature=0 is greedy. With stop_at_eot the <|endoftext|> that ends it is neither returned nor passed on."""
+    temperature=0 is greedy. With stop_at_eot the <|endoftext|> that ends it is neither returned nor passed on.
+    head_dtype "auto" computes the output layer with bf16 weights on a CPU (logits differ by ~1e-2; None: exact)."""
     import torch
     check(temperature=temperature, greedy=temperature == 0, top_k=top_k, top_p=top_p, max_new_tokens=max_new_tokens,
           stop_at_eot=stop_at_eot, use_cache=use_cache)
     ids = crop(list(prompt_ids) or [EOT], model.config.block_size)
     idx = torch.tensor([ids], dtype=torch.long, device=model.lm_head.weight.device)
+    if head_dtype == "auto":  # CPUs decode at memory speed: a bf16 output layer reads half the bytes per token
+        head_dtype = torch.bfloat16 if idx.device.type == "cpu" and model.lm_head.weight.dtype == torch.float32 else None
     out = []
-    for nxt in model.stream(idx, max_new_tokens, temperature, top_k, top_p, use_cache, generator, enc.n_vocab):
+    for nxt in model.stream(idx, max_new_tokens, temperature, top_k, top_p, use_cache, generator, enc.n_vocab,
+                            head_dtype):
         token = nxt.item()
         if token == EOT and stop_at_eot:
             break

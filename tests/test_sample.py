@@ -185,3 +185,18 @@ def test_cli_streams_the_prompt_and_its_samples(gpt2, tmp_path):
 def test_cli_refuses_bad_options_before_loading_the_model():
     p = cli("model=/nonexistent.ckpt", "temperature=0")
     assert p.returncode != 0 and "use greedy=true" in p.stderr and "nonexistent" not in p.stderr
+
+
+def test_exact_head_matches_generate_and_bf16_head_stays_close(gpt2):
+    import torch
+    from gptlab.model import GPT, GPTConfig
+    from gptlab.sample import sample
+    torch.manual_seed(0)
+    m = GPT(GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=32, vocab_size=50304)).eval()
+    exact = sample(m, gpt2, [464], 12, temperature=0, head_dtype=None, stop_at_eot=False)
+    ref = m.generate(torch.tensor([[464]]), 12, temperature=0)[0, 1:].tolist()
+    assert exact == ref  # head_dtype=None is the model's own fp32 output layer
+    h = torch.randn(4, 32)
+    full = m.lm_head(h)
+    half = torch.nn.functional.linear(h.bfloat16(), m.lm_head.weight.bfloat16()).float()
+    assert (full - half).abs().max() < 0.05 * full.abs().max()  # what head_dtype="auto" trades on a CPU
