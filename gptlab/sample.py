@@ -115,6 +115,8 @@ def sample(model, enc, prompt_ids, max_new_tokens=256, temperature=0.8, top_k=20
     idx = torch.tensor([ids], dtype=torch.long, device=model.lm_head.weight.device)
     if head_dtype == "auto":  # CPUs decode at memory speed: a bf16 output layer reads half the bytes per token
         head_dtype = torch.bfloat16 if idx.device.type == "cpu" and model.lm_head.weight.dtype == torch.float32 else None
+    elif isinstance(head_dtype, str):
+        head_dtype = getattr(torch, head_dtype)
     out = []
     for nxt in model.stream(idx, max_new_tokens, temperature, top_k, top_p, use_cache, generator, enc.n_vocab,
                             head_dtype):
@@ -125,6 +127,9 @@ def sample(model, enc, prompt_ids, max_new_tokens=256, temperature=0.8, top_k=20
         if on_token is not None:
             on_token(token)
     return out
+
+
+HEAD_DTYPES = {"auto": "auto", "exact": None, "bf16": "bfloat16"}  # output layer weights while decoding
 
 
 def pick_device(name: str):
@@ -157,7 +162,7 @@ def run(cfg: DictConfig, text: str) -> None:
         write(enc.decode(ids))
         stream = TextStream(enc, write)
         sample(model, enc, ids, cfg.max_new_tokens, 0 if cfg.greedy else cfg.temperature, cfg.top_k, cfg.top_p,
-               gen, cfg.stop_at_eot, cfg.use_cache, on_token=stream)
+               gen, cfg.stop_at_eot, cfg.use_cache, on_token=stream, head_dtype=HEAD_DTYPES[cfg.head_dtype])  # checked before loading
         stream.close()
         write("\n")
 
@@ -168,6 +173,8 @@ def main(cfg: DictConfig) -> None:
     sys.stdout.reconfigure(errors="replace")  # a terminal that cannot show a character gets '?', not a crash
     try:
         check(**{k: cfg[k] for k in CHECKED})
+        if cfg.head_dtype not in HEAD_DTYPES:
+            raise SampleError(f"head_dtype={cfg.head_dtype!r} is not one of {', '.join(HEAD_DTYPES)}")
         text = read_prompt(cfg.prompt, cfg.prompt_file)
     except SampleError as e:
         sys.exit(f"error: {e}")

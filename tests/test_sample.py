@@ -200,3 +200,11 @@ def test_exact_head_matches_generate_and_bf16_head_stays_close(gpt2):
     full = m.lm_head(h)
     half = torch.nn.functional.linear(h.bfloat16(), m.lm_head.weight.bfloat16()).float()
     assert (full - half).abs().max() < 0.05 * full.abs().max()  # what head_dtype="auto" trades on a CPU
+
+
+def test_cli_refuses_an_unknown_head_dtype(tmp_path):
+    import subprocess, sys
+    from conftest import ROOT
+    p = subprocess.run([sys.executable, "-m", "gptlab.sample", "model=hf:gpt2", "head_dtype=int4"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode != 0 and "head_dtype='int4' is not one of auto, exact, bf16" in p.stderr
