@@ -9,6 +9,7 @@ schema (unknown keys and wrong types fail with the key's name) and then checks t
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, fields
 
 from omegaconf import DictConfig, OmegaConf
@@ -141,3 +142,25 @@ def human(n: float) -> str:
         if abs(n) >= div:
             return f"{n / div:.2f}{unit}"
     return f"{n:g}" if not math.isnan(n) else "nan"
+
+
+def hydra_quote(s: str) -> str:
+    """s as a Hydra quoted value that OmegaConf reads back verbatim: quotes, ${ and the backslashes before them
+    escaped."""
+    s = re.sub(r"(\\+)(?='|\$\{|\Z)", r"\1\1", s)
+    return "'" + s.replace("'", "\\'").replace("${", "\\${") + "'"
+
+
+def cli_argv(argv: list[str], verbatim=(), lists=()) -> list[str]:
+    """Command-line arguments for the eval and sample entries: to Hydra, model= names the conf/model group, so it
+    becomes spec=; keys in `verbatim` keep their value as typed (commas, quotes, brackets are Hydra syntax
+    otherwise); keys in `lists` written a,b become one string, not a sweep ([a,b] or quoted values pass as they are)."""
+    out = []
+    for a in argv:
+        key, eq, value = a.partition("=")
+        if eq and key == "model":
+            a = "spec=" + value
+        elif eq and (key in verbatim or (key in lists and "," in value and value[:1] not in "['\"")):
+            a = f"{key}={hydra_quote(value)}"
+        out.append(a)
+    return out

@@ -27,7 +27,8 @@ class TrainWindows(IterableDataset):
                  mask_files: list[str] | None = None):
         self.files, self.block, self.batch, self.seed, self.rank, self.start = files, block_size, batch_size, seed, rank, start
         self.mask_files = mask_files
-        sizes = np.array([len(shards.open_shard(f)) for f in files], dtype=np.int64)
+        self.sizes = [len(shards.open_shard(f)) for f in files]  # headers checked once, not per batch
+        sizes = np.array(self.sizes, dtype=np.int64)
         self.windows = np.maximum(sizes - block_size, 0)  # start offsets available in each shard
         if self.windows.sum() == 0:
             raise ValueError(f"train split has no shard longer than block_size+1={block_size + 1} tokens: {files}")
@@ -40,8 +41,8 @@ class TrainWindows(IterableDataset):
         keep = np.ones((self.batch, self.block), dtype=bool)  # targets trained on
         for f in np.unique(which):
             # a fresh memmap per batch: nanoGPT found long-lived ones grow resident memory over a run
-            tokens, rows = shards.open_shard(self.files[f]), np.flatnonzero(which == f)
-            mask = shards.open_mask(self.mask_files[f]) if self.mask_files else None
+            tokens, rows = shards.map_tokens(self.files[f], self.sizes[f]), np.flatnonzero(which == f)
+            mask = shards.map_tokens(self.mask_files[f], self.sizes[f], shards.MASK_DTYPE) if self.mask_files else None
             for row, off in zip(rows, rng.integers(0, self.windows[f], size=len(rows))):
                 xy[row] = tokens[off:off + self.block + 1]
                 if mask is not None:
@@ -63,17 +64,10 @@ class ValWindows(Dataset):
 
     def __init__(self, files: list[str], block_size: int, n_tokens: int, rank: int = 0, world: int = 1,
                  mask_files: list[str] | None = None):
-        tokens, keep, have = [], [], 0
-        for i, f in enumerate(files):  # the first n_tokens+1 of the split, across shards in order
-            t = shards.open_shard(f)[: n_tokens + 1 - have]
-            tokens.append(np.asarray(t, dtype=np.int64))
-            keep.append(np.asarray(shards.open_mask(mask_files[i])[:len(t)], dtype=bool) if mask_files
-                        else np.ones(len(t), dtype=bool))
-            have += len(t)
-            if have >= n_tokens + 1:
-                break
-        self.tokens = torch.from_numpy(np.concatenate(tokens))
-        self.keep = torch.from_numpy(np.concatenate(keep))
+        # the first n_tokens+1 of the split, across shards in order, and their loss mask (all kept without one)
+        self.tokens = torch.from_numpy(shards.first_tokens(map(shards.open_shard, files), n_tokens + 1))
+        self.keep = (torch.from_numpy(shards.first_tokens(map(shards.open_mask, mask_files), n_tokens + 1)).bool()
+                     if mask_files else torch.ones(len(self.tokens), dtype=torch.bool))
         self.block = block_size
         n = (len(self.tokens) - 1) // block_size
         if n == 0:
@@ -98,16 +92,19 @@ class TokenDataModule(L.LightningDataModule):
         self.val_tokens, self.num_workers, self.seed = val_tokens, num_workers, seed
         self.vocab_size, self.tokenizer, self.loss_mask = vocab_size, tokenizer, loss_mask
         self.train_batches = 0  # batches consumed by training: the stream's position, saved in checkpoints
+        self._split_files = {}  # split -> shard paths, verified once by check()
 
     def check(self) -> None:
         """Open and verify the dataset now, so missing or damaged data fails before any model is built."""
         for split in ("train", "val"):
-            shards.open_split(self.data_dir, split, tokenizer=self.tokenizer, vocab_size=self.vocab_size)
+            self._files(split)
             self._masks(split)
 
     def _files(self, split: str) -> list[str]:
-        return [m.filename for m in shards.open_split(self.data_dir, split, tokenizer=self.tokenizer,
-                                                      vocab_size=self.vocab_size)]
+        if split not in self._split_files:
+            self._split_files[split] = [m.filename for m in shards.open_split(
+                self.data_dir, split, tokenizer=self.tokenizer, vocab_size=self.vocab_size)]
+        return self._split_files[split]
 
     def _masks(self, split: str) -> list[str] | None:
         """The split's loss-mask files when loss_mask is on (None when off); a dataset without them is an error."""

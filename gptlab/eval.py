@@ -33,8 +33,9 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from gptlab.assets import AssetError, atomic_write_bytes
+from gptlab.config import cli_argv
 from gptlab.load import LoadError, check_compatible, load_model
-from gptlab.shards import MANIFEST, ShardError, open_split
+from gptlab.shards import MANIFEST, ShardError, first_tokens, open_split
 from gptlab.tasks import TaskError, run_task, score_positions, task_names
 from gptlab.tokenizer import EOT, N_VOCAB, get_tokenizer
 
@@ -98,17 +99,11 @@ def perplexity(model, tokens, ctx: int | None = None, stride: int | None = None,
             "tokens_per_s": n / (time.perf_counter() - t0)}
 
 
-def first_tokens(data_dir, split: str, n: int, prepare_cmd: str) -> np.ndarray:
+def prepared_tokens(data_dir, split: str, n: int, prepare_cmd: str) -> np.ndarray:
     """The split's first n tokens (fewer if it is shorter), across shards."""
     if not (Path(data_dir) / MANIFEST).is_file():
         raise ShardError(f"{data_dir} holds no prepared dataset; run `{prepare_cmd}` first")
-    parts, have = [], 0
-    for shard in open_split(data_dir, split):
-        parts.append(np.asarray(shard[:n - have], dtype=np.int64))
-        have += len(parts[-1])
-        if have >= n:
-            break
-    return np.concatenate(parts)
+    return first_tokens(open_split(data_dir, split), n)
 
 
 def pick_device(device: str) -> torch.device:
@@ -127,7 +122,7 @@ def evaluate(cfg: DictConfig, prepare_cmd: str | None = None) -> dict:
            "global_step": info.get("global_step"), "params": model.num_params(), "ctx": ctx, "device": str(device)}
     if cfg.max_tokens:
         data_dir = Path(cfg.paths.data_dir) / cfg.data.name
-        tokens = first_tokens(data_dir, cfg.split, cfg.max_tokens + 1,
+        tokens = prepared_tokens(data_dir, cfg.split, cfg.max_tokens + 1,
                               prepare_cmd or f"python -m gptlab.prepare data={cfg.data.name}")
         ppl = perplexity(model, tokens, ctx, cfg.stride, cfg.batch_size, device, progress=True)
         res["perplexity"] = {"data": cfg.data.name, "split": cfg.split, "stride": cfg.stride or ctx, **ppl}
@@ -165,15 +160,8 @@ def main(cfg: DictConfig) -> None:
 
 
 def hydra_argv(argv: list[str]) -> list[str]:
-    """To Hydra, model= names the conf/model group and a,b,c is a sweep: pass both as plain values."""
-    out = []
-    for a in argv:
-        if a.startswith("model="):
-            a = "spec=" + a[len("model="):]
-        elif a.startswith("tasks=") and "," in a and a[len("tasks="):][:1] not in ("[", "'", '"'):
-            a = f"tasks='{a[len('tasks='):]}'"
-        out.append(a)
-    return out
+    """model= as spec=, and tasks=a,b as one string rather than a sweep (see gptlab.config.cli_argv)."""
+    return cli_argv(argv, lists=("tasks",))
 
 
 if __name__ == "__main__":

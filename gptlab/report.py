@@ -316,7 +316,7 @@ def compare_live(spec: str, runs: list[dict], data_dir: str | None = None, batch
         raise ReportError(f"--compare needs gptlab.eval.perplexity, which this checkout lacks ({e})") from None
     import torch
     from gptlab.load import LoadError, check_compatible, load_model
-    from gptlab.shards import ShardError, open_split
+    from gptlab.shards import ShardError, first_tokens, open_split
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
         model, _ = load_model(spec, device=device)
@@ -334,7 +334,7 @@ def compare_live(spec: str, runs: list[dict], data_dir: str | None = None, batch
         folder = Path(data_dir or key[3] or "data") / name
         try:
             check_compatible(model, block_size=ctx)
-            tokens = _first_tokens(open_split(folder, "val"), n + 1)  # +1: n targets, as the runs' val windows
+            tokens = first_tokens(open_split(folder, "val"), n + 1)  # +1: n targets, as the runs' val windows
             res = perplexity(model, tokens, ctx, ctx, batch_size, device)
         except (LoadError, ShardError, ValueError) as e:
             raise ReportError(f"--compare {spec}: {e}") from None
@@ -343,19 +343,6 @@ def compare_live(spec: str, runs: list[dict], data_dir: str | None = None, batch
                     "tokens": None, "tokens_per_param": None, "final_val_loss": res["loss"],
                     "final_val_ppl": res["ppl"], "best_val_loss": None, "best_val_step": None})
     return out
-
-
-def _first_tokens(shards, n: int):
-    """The first n tokens of a split across its shards, as int64."""
-    import numpy as np
-    import torch
-    parts, have = [], 0
-    for s in shards:
-        parts.append(np.asarray(s[: n - have], dtype=np.int64))
-        have += len(parts[-1])
-        if have >= n:
-            break
-    return torch.from_numpy(np.concatenate(parts))
 
 
 # --- the command -------------------------------------------------------------------------------------------------

@@ -20,7 +20,6 @@ checked before torch is imported and the model loaded, so a bad one fails in abo
 from __future__ import annotations
 
 import codecs
-import re
 import sys
 import warnings
 from pathlib import Path
@@ -29,6 +28,7 @@ import hydra
 from omegaconf import DictConfig
 
 from gptlab.assets import AssetError
+from gptlab.config import cli_argv
 from gptlab.tokenizer import EOT, get_tokenizer
 
 CHECKED = ("temperature", "greedy", "top_k", "top_p", "num_samples", "max_new_tokens", "seed", "stop_at_eot",
@@ -187,25 +187,9 @@ def main(cfg: DictConfig) -> None:
         sys.exit("\ninterrupted")
 
 
-def hydra_quote(s: str) -> str:
-    """s as a Hydra quoted value that OmegaConf reads back verbatim: quotes, ${ and the backslashes before them
-    escaped."""
-    s = re.sub(r"(\\+)(?='|\$\{|\Z)", r"\1\1", s)
-    return "'" + s.replace("'", "\\'").replace("${", "\\${") + "'"
-
-
 def hydra_argv(argv: list[str]) -> list[str]:
-    """To Hydra, model= names the conf/model group and a prompt's commas, quotes or brackets are syntax: pass
-    model= as spec= and the prompt verbatim (as eval.py's hydra_argv does for model=)."""
-    out = []
-    for a in argv:
-        key, eq, value = a.partition("=")
-        if eq and key == "model":
-            a = "spec=" + value
-        elif eq and key == "prompt":
-            a = "prompt=" + hydra_quote(value)
-        out.append(a)
-    return out
+    """model= as spec=, and the prompt verbatim (see gptlab.config.cli_argv)."""
+    return cli_argv(argv, verbatim=("prompt",))
 
 
 if __name__ == "__main__":

@@ -107,8 +107,23 @@ def read_header(path, dtype: str = DTYPE) -> dict:
 
 def open_shard(path, dtype: str = DTYPE) -> np.memmap:
     """Memory-map a shard's tokens (read-only) after checking its header and size."""
-    head = read_header(path, dtype)
-    return np.memmap(path, dtype=dtype, mode="r", offset=HEADER_BYTES, shape=(head["tokens"],))
+    return map_tokens(path, read_header(path, dtype)["tokens"], dtype)
+
+
+def map_tokens(path, count: int, dtype: str = DTYPE) -> np.memmap:
+    """Memory-map `count` tokens of a shard already checked by open_shard (no header read: per-batch use)."""
+    return np.memmap(path, dtype=dtype, mode="r", offset=HEADER_BYTES, shape=(count,))
+
+
+def first_tokens(arrays, n: int) -> np.ndarray:
+    """The first n elements of a split's shards (or masks) in order, as one int64 array (fewer if shorter)."""
+    parts, have = [], 0
+    for a in arrays:
+        parts.append(np.asarray(a[:n - have], dtype=np.int64))
+        have += len(parts[-1])
+        if have >= n:
+            break
+    return np.concatenate(parts)
 
 
 def open_mask(path) -> np.memmap:

@@ -188,7 +188,7 @@ def fit(cfg: DictConfig) -> float | None:
         if trainer.is_global_zero:
             print(f"val before training: loss {before:.4f}, ppl {math.exp(before):.1f}")
     trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt) if ckpt else None, weights_only=True)
-    trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt")  # full state for resume; loads use weights_only=True
     for logger in loggers:
         logger.finalize("success")
 

@@ -139,8 +139,12 @@ def test_load_model_refuses_a_pickle_payload_without_running_it(tmp_path):
     with pytest.raises(LoadError, match="refused"):
         load_model(path)
     assert not marker.exists()
-    torch.load(path, weights_only=False)  # the payload is live: a plain load would have run it
-    assert marker.read_text() == "ran"
+    # the payload is live (an unrestricted unpickler would call builtins.exec), read without executing anything
+    import pickletools, zipfile
+    with zipfile.ZipFile(path) as z:
+        pkl = z.read(next(n for n in z.namelist() if n.endswith("data.pkl")))
+    ops = [(op.name, arg) for op, arg, _ in pickletools.genops(pkl)]
+    assert ("GLOBAL", "__builtin__ exec") in ops and ("REDUCE", None) in ops  # protocol 2 spelling of builtins.exec
 
 
 def test_missing_hf_model_offline_explains_the_one_time_download(tmp_path, monkeypatch):
