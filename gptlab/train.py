@@ -34,7 +34,16 @@ def main(cfg: DictConfig) -> float | None:
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
         sys.exit(2)
+    cfg.sweep_name = sweep_name()
     return fit(cfg)
+
+
+def sweep_name() -> str | None:
+    """Under -m, the sweep folder's name (every job's W&B group); None for a single run."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    hc = HydraConfig.get()
+    return Path(hc.sweep.dir).name if hc.mode == RunMode.MULTIRUN else None
 
 
 def world_size(cfg) -> int:
