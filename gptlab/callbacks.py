@@ -23,10 +23,27 @@ def cpu_peak_flops() -> float:
     return len(os.sched_getaffinity(0)) * (mhz or 2500.0) * 1e6 * 32
 
 
+# Dense (not 2:4 sparse) bf16/fp16 tensor-core peaks, first matching name fragment wins. Lightning's table lacks the
+# plain "NVIDIA H200" name and lists sparse figures for H200 and H100 NVL; these come from NVIDIA's datasheets.
+GPU_BF16_PEAK = (("h200 nvl", 835e12), ("h200", 989e12), ("h100 nvl", 835e12), ("h100 pcie", 756e12),
+                 ("h100 80gb hbm2e", 756e12), ("h100", 989e12), ("b200", 2250e12), ("a100", 312e12),
+                 ("l40s", 362e12), ("l40", 181e12), ("l4", 121e12))
+
+
+def gpu_bf16_peak(name: str) -> float | None:
+    """Dense bf16 peak FLOP/s of a GPU named like torch.cuda.get_device_name(), None if not in the table."""
+    name = name.lower()
+    return next((peak for key, peak in GPU_BF16_PEAK if key in name), None)
+
+
 def peak_flops(device: torch.device, precision: str) -> float | None:
-    """Dense peak FLOP/s of one device for this precision: Lightning's GPU table, or the CPU estimate."""
+    """Dense peak FLOP/s of one device for this precision: our bf16 table, Lightning's GPU table, or the CPU
+    estimate."""
     if device.type == "cpu":
         return cpu_peak_flops()
+    half = "bf16" in precision or precision.startswith("16")
+    if half and device.type == "cuda" and (peak := gpu_bf16_peak(torch.cuda.get_device_name(device))):
+        return peak
     from lightning.fabric.utilities.throughput import get_available_flops
     dtype = torch.bfloat16 if "bf16" in precision else torch.float16 if precision.startswith("16") else torch.float32
     return get_available_flops(device, dtype)
@@ -58,7 +75,7 @@ class Throughput(Callback):
             torch.cuda.synchronize()  # only at logging steps: the queue must drain for honest timing
         now = time.perf_counter()
         tps = (step - self.last_step) * self.tokens_per_step / max(now - self.last_time - self.paused, 1e-9)
-        pl_module.log("tokens_per_s", tps, prog_bar=True)
+        pl_module.log("tokens_per_s", tps)  # no prog_bar: Lightning would convert it after every batch (a sync)
         if self.peak:
             pl_module.log("mfu", tps * self.flops_per_token / (self.peak * trainer.world_size))
         self.last_step, self.last_time, self.paused = step, now, 0.0
@@ -89,9 +106,9 @@ class Progress(Callback):
             self._postfix(trainer)
 
     def _postfix(self, trainer):
-        m = trainer.progress_bar_metrics  # converts to floats: a device sync, so only at refresh steps
+        m = trainer.callback_metrics  # device tensors; float() syncs, so only at refresh steps
         fmt = {"train/loss": ("loss", "{:.3f}"), "val/ppl": ("val_ppl", "{:.1f}"), "tokens_per_s": ("tok/s", "{:,.0f}")}
-        self.bar.set_postfix({name: f.format(m[k]) for k, (name, f) in fmt.items() if k in m}, refresh=True)
+        self.bar.set_postfix({name: f.format(float(m[k])) for k, (name, f) in fmt.items() if k in m}, refresh=True)
 
     def on_train_end(self, trainer, pl_module):
         if self.bar is not None:

@@ -40,7 +40,7 @@ class OptimConfig:
     beta2: float = 0.95
     eps: float = 1e-8
     grad_clip: float = 1.0  # max global grad norm; 0 disables
-    fused: bool | None = None  # fused AdamW; None = when the device allows
+    fused: bool | None = None  # fused AdamW; None = on CUDA and CPU
 
 
 @dataclass
@@ -94,8 +94,11 @@ def validate(cfg: DictConfig) -> DictConfig:
     model = _typed(cfg, GPTConfig, "model")
     optim = _typed(cfg, OptimConfig, "optim")
     sched = _typed(cfg, SchedConfig, "sched")
+    for name, node in (("model", model), ("optim", optim), ("sched", sched)):
+        _finite(node, name)
     validate_model(model)
     _require(optim.lr > 0, f"optim.lr must be > 0, got {optim.lr}")
+    _require(optim.eps > 0, f"optim.eps must be > 0, got {optim.eps}")
     _require(optim.weight_decay >= 0, f"optim.weight_decay must be >= 0, got {optim.weight_decay}")
     _require(0 <= optim.beta1 < 1 and 0 <= optim.beta2 < 1, "optim.beta1 and optim.beta2 must be in [0, 1)")
     _require(optim.grad_clip >= 0, f"optim.grad_clip must be >= 0 (0 disables), got {optim.grad_clip}")
@@ -105,18 +108,103 @@ def validate(cfg: DictConfig) -> DictConfig:
     _require(0 < sched.decay_fraction <= 1, f"sched.decay_fraction must be in (0, 1], got {sched.decay_fraction}")
 
     data, trainer = cfg.data, cfg.trainer
-    block = data.get("block_size") or model.block_size
-    _require(isinstance(block, int) and 1 <= block <= model.block_size,
+    block = data.get("block_size")
+    block = model.block_size if block is None else block  # only null means "the model's": 0 is an error
+    _require(_is_int(block) and 1 <= block <= model.block_size,
              f"data.block_size={block} must be between 1 and model.block_size={model.block_size}")
-    _require(data.batch_size >= 1, f"data.batch_size (micro batch) must be >= 1, got {data.batch_size}")
-    _require(trainer.max_steps >= 1, f"trainer.max_steps must be >= 1, got {trainer.max_steps}")
-    _require(trainer.eval_interval >= 1, f"trainer.eval_interval must be >= 1, got {trainer.eval_interval}")
+    _int(cfg, "data.batch_size", 1, what=" (micro batch)")
+    _int(cfg, "trainer.max_steps", 1)
+    _int(cfg, "trainer.eval_interval", 1)
+    validate_run(cfg, block)
     _require(trainer.precision in PRECISIONS, f"trainer.precision={trainer.precision!r} is not one of {PRECISIONS}")
+    _require(trainer.get("compile", False) in (True, False, "auto"),
+             f"trainer.compile={trainer.get('compile')!r} must be true, false or auto (on a CUDA GPU)")
     accumulation(cfg, devices=int(trainer.devices) if str(trainer.devices).isdigit() else 1)
     with_types = OmegaConf.to_container(cfg, resolve=True)
     with_types.update(model=OmegaConf.to_container(model), optim=OmegaConf.to_container(optim),
                       sched=OmegaConf.to_container(sched))
     return OmegaConf.create(with_types)
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _int(cfg: DictConfig, key: str, lo: int, null_ok: bool = False, hi: int | None = None, what: str = ""):
+    """The integer at dotted `key`, checked lo <= v (<= hi); None passes with null_ok. ConfigError names the key."""
+    v = OmegaConf.select(cfg, key)
+    if v is None and null_ok:
+        return None
+    bound = f">= {lo}" + (f" and <= {hi}" if hi is not None else "")
+    _require(_is_int(v) and v >= lo and (hi is None or v <= hi),
+             f"{key}{what} must be an integer {bound}{' or null' if null_ok else ''}, got {v!r}")
+    return v
+
+
+def _finite(node, prefix: str) -> None:
+    """Every float of a typed group is finite: optim.lr=inf or weight_decay=nan would train on NaNs."""
+    for k, v in node.items():
+        _require(not isinstance(v, float) or math.isfinite(v), f"{prefix}.{k} must be a finite number, got {v}")
+
+
+def validate_run(cfg: DictConfig, block: int) -> None:
+    """The keys no schema types: data, trainer, seed, sample, logger, resume/init; each checked for its type and
+    range, so a wrong value fails here, naming its key, instead of as a TypeError deep inside a run."""
+    _int(cfg, "data.val_tokens", block, what=f" (at least one window of the block size {block})")
+    _int(cfg, "data.num_workers", 0)
+    _int(cfg, "data.global_batch", 1, null_ok=True)
+    _int(cfg, "data.global_batch_tokens", 1, null_ok=True)
+    _int(cfg, "trainer.log_every_n_steps", 1)
+    _int(cfg, "trainer.stop_after", 1, null_ok=True)
+    _int(cfg, "trainer.threads", 1, null_ok=True)
+    _int(cfg, "trainer.num_nodes", 1)
+    devices = cfg.trainer.devices
+    _require((_is_int(devices) and (devices >= 1 or devices == -1)) or devices == "auto"
+             or (OmegaConf.is_list(devices) and len(devices) > 0 and all(_is_int(d) and d >= 0 for d in devices)),
+             f"trainer.devices must be a count >= 1, -1 or auto (all), or a list of device ids, got {devices!r}")
+    _int(cfg, "seed", 0, hi=2**32 - 1)  # seed_everything and numpy take uint32 only (they fail later, with a traceback)
+    if cfg.get("sample") is not None:
+        _int(cfg, "sample.max_new_tokens", 0)
+        t = cfg.sample.get("temperature")
+        _require(isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) and t >= 0,
+                 f"sample.temperature must be a finite number >= 0 (0 = greedy), got {t!r}")
+        _int(cfg, "sample.top_k", 1, null_ok=True)
+    logger = cfg.get("logger")
+    if logger and "project" in logger:
+        _require(logger.get("mode") in ("auto", "online", "offline"),
+                 f"logger.mode={logger.get('mode')!r} is not one of auto, online, offline")
+    for key in ("resume", "init"):
+        v = cfg.get(key)
+        _require(v is None or (isinstance(v, str) and v.strip() != ""),
+                 f"{key} must be a path (run folder or .ckpt){' or hf:<name>' if key == 'init' else ''}, got {v!r}")
+
+
+def unset_mandatory(cfg: DictConfig, choices: dict, conf_dir) -> list[str]:
+    """Keys a chosen preset marks ??? (must be set) that are still null in cfg. OmegaConf's merge keeps the earlier
+    value where the later one is ???, so experiment=finetune's `init: ???` alone leaves train.yaml's `init: null`
+    and the "fine-tune" would silently start from random weights. choices: Hydra's {group: option}."""
+    from pathlib import Path
+    found = []
+    for group, option in choices.items():
+        path = Path(conf_dir) / group / f"{option}.yaml"
+        if group.startswith("hydra") or not isinstance(option, str) or not path.is_file():
+            continue
+        prefix = "" if "@package _global_" in path.read_text() else group.replace("/", ".") + "."
+        for key in _missing_leaves(OmegaConf.to_container(OmegaConf.load(path), resolve=False)):
+            # None: an earlier null the ??? did not replace; still ??? (select's default) is left to whoever reads it
+            full = prefix + key
+            if full.split(".")[0] != "defaults" and OmegaConf.select(cfg, full, default="???") is None:
+                found.append((full, f"{group}={option}"))
+    return [f"{key} must be set: {preset} marks it ??? (required)" for key, preset in found]
+
+
+def _missing_leaves(node: dict, prefix: str = ""):
+    """Dotted keys of the ??? values in a config file's tree (read unresolved)."""
+    for key, value in node.items():
+        if value == "???":
+            yield prefix + str(key)
+        elif isinstance(value, dict):
+            yield from _missing_leaves(value, f"{prefix}{key}.")
 
 
 def accumulation(cfg: DictConfig, devices: int) -> int:

@@ -120,8 +120,12 @@ class TokenDataModule(L.LightningDataModule):
         return (t.global_rank, t.world_size) if t is not None else (0, 1)
 
     def _loader(self, dataset, **kw):
-        return DataLoader(dataset, num_workers=self.num_workers, pin_memory=torch.cuda.is_available(),
-                          persistent_workers=self.num_workers > 0, **kw)
+        t = self.trainer  # pinned pages (asynchronous host-to-device copies) only when batches go to a CUDA device
+        pin = t.strategy.root_device.type == "cuda" if t is not None else torch.cuda.is_available()
+        # an own generator: a loader seeds its workers from the global torch RNG otherwise, and a resumed run creates
+        # its loaders at other points of that stream than an uninterrupted one (dropout masks would differ)
+        return DataLoader(dataset, num_workers=self.num_workers, pin_memory=pin,
+                          persistent_workers=self.num_workers > 0, generator=torch.Generator().manual_seed(self.seed), **kw)
 
     def train_dataloader(self):
         rank, _ = self._rank_world()

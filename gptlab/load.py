@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 import sys
+import zipfile
 from dataclasses import asdict
 from pathlib import Path
 
@@ -54,15 +56,20 @@ def build_gpt(cfg: GPTConfig, state_dict: dict, device="cpu", dtype: torch.dtype
 
 
 def read_checkpoint(path: str | Path) -> dict:
-    """torch.load with weights_only=True (and mmap: optimizer states are never read), errors made readable."""
+    """torch.load with weights_only=True (and mmap: optimizer states are never read), errors made readable.
+    mmap needs torch's zip format; the legacy format (torch < 1.6) is read whole, as strictly."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0]
-        raise LoadError(f"{path}: refused: it pickles objects other than tensors and plain containers, which could "
-                        f"run code when loaded; only weights_only=True checkpoints are read ({first})") from None
-    except Exception as e:  # not a zip checkpoint, truncated file, ...
-        raise LoadError(f"{path}: not a readable torch checkpoint: {type(e).__name__}: {e}") from None
+        # torch's own first line suggests retrying without weights_only: the one thing not to do with such a file
+        found = re.search(r"GLOBAL ([\w.]+)", str(e))
+        what = f"it pickles {found.group(1)}" if found else "it pickles objects other than tensors and plain containers"
+        raise LoadError(f"{path}: refused: {what}, which could run code when loaded; gptlab reads checkpoints with "
+                        "weights_only=True only (tensors, numbers, strings, containers). Do not load it unless you "
+                        "trust where it came from") from None
+    except Exception as e:  # a truncated file, another format, ...
+        raise LoadError(f"{path}: not a readable torch checkpoint (truncated or another format): "
+                        f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}") from None
 
 
 def load_checkpoint(path: str | Path, device="cpu", dtype: torch.dtype | None = None) -> tuple[GPT, dict]:

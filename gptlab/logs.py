@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -42,13 +43,17 @@ class _AppendingWriter(ExperimentWriter):
             os.remove(path)
             return
         with open(path, newline="") as f:
-            reader = csv.DictReader(f)
-            keys, rows = list(reader.fieldnames or []), list(reader)
+            text = f.read()
+        if not text.endswith("\n"):  # a row cut short by a kill mid-write: drop it (the resumed run logs it again)
+            text = text[:text.rfind("\n") + 1]
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        keys, rows = list(reader.fieldnames or []), list(reader)
         rows = [r for r in rows if r.get("tokens") and float(r["tokens"]) <= self.resume_tokens]
-        with open(path, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=keys)
-            w.writeheader()
-            w.writerows(rows)
+        out = io.StringIO(newline="")
+        w = csv.DictWriter(out, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)
+        atomic_write_bytes(path, out.getvalue().encode())  # a kill here leaves the old file, not half of it
         self.metrics_keys = keys
 
 

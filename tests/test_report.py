@@ -66,6 +66,7 @@ def test_report_table_published_and_plot(sweep, tmp_path, capsys):
     printed = capsys.readouterr().out
     md = (out / "report.md").read_text()
     measured, published = md.split("## Published (not measured by gptlab)")
+    measured, fits = measured.split("## Fits")
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
             for line in measured.splitlines() if line.startswith("| ") and not line.startswith("| run")}
     # job 0: 4 evals x 1000 steps x 32768 tokens = 131.07M tokens, 4.38 tokens per parameter

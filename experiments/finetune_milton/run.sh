@@ -23,6 +23,7 @@ $PY -m gptlab.prepare data=shakespeare
 $PY -m gptlab.prepare data=text data.name=milton "data.source_args.paths=[$SRC]" data.source_args.val_fraction=0.2
 PRETRAIN=${PRETRAIN:-$OUT/pretrain}
 [ -f "$PRETRAIN/summary.json" ] || $PY -m gptlab.train logger=none hydra.run.dir="$PRETRAIN"
+rm -rf "$OUT/finetune" "$OUT/scratch" "$OUT/report"  # both are remade: gptlab.train refuses to write over a run
 # fine-tune: the finetune preset (flat rate, fresh optimizer) at a rate fit for a 3M-parameter model
 $PY -m gptlab.train experiment=finetune init="$PRETRAIN" data=text data.name=milton data.val_tokens=16384 \
     data.batch_size=4 optim.lr=1e-3 trainer.max_steps=300 trainer.eval_interval=50 logger=none hydra.run.dir=$OUT/finetune
