@@ -48,10 +48,10 @@ from gptlab.perf import reexec_with_jemalloc
 
 PATHS = ("lightning", "bare", "nanogpt")
 PRECISIONS = ("auto", "32-true", "bf16-mixed")
-# Micro batch per model preset, (CPU, CUDA), when data.batch_size is null. CPU: measured on a 2-core Zen 3, where
-# tokens/s per step is flat from 4 sequences up. CUDA: the largest power of two that leaves ample room on an 80 GB
-# card with bf16, flash attention and the chunked loss (30m: the study's whole 64-sequence step, no accumulation);
-# benchmarks/gpu.sh prints each preset's peak memory and MFU to confirm or adjust them.
+# Micro batch per model preset, (CPU, CUDA), when data.batch_size is null. CPU: the repo's defaults (tiny: 4, as the
+# default job; 30m: 8, as the study), halved per GPT-2 size. CUDA: estimates, not yet measured: the largest power of
+# two that should leave ample room on an 80 GB card with bf16, flash attention and the chunked loss (30m: the study's
+# whole 64-sequence step, no accumulation); benchmarks/gpu.sh prints peak memory and MFU to confirm or adjust them.
 MICRO_BATCH = {"tiny": (4, 64), "30m": (8, 64), "gpt2": (4, 32), "gpt2-medium": (2, 16), "gpt2-large": (1, 8),
                "gpt2-xl": (1, 4)}
 
