@@ -351,7 +351,7 @@ def runs_section(runs: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def render_report(runs: list[dict], scaling: dict | None = None, plot_name: str = "val_curves.png") -> str:
+def render_report(runs: list[dict], fits: str | None = None, plot_name: str = "val_curves.png") -> str:
     ref = reference_data(runs)
     odd = [r["name"] for r in runs if data_key(r) != ref]
     note = (f"Measured rows are scored on the same val tokens only when their data.name and data.val_tokens agree; "
@@ -366,8 +366,8 @@ def render_report(runs: list[dict], scaling: dict | None = None, plot_name: str 
              "were scored by `gptlab.report --compare` on those same tokens.", "",
              markdown_table(HEADER, table_rows(runs)), "", note, "", f"![validation loss]({plot_name})", "",
              runs_section(runs), ""]
-    if scaling is not None:
-        parts += [fits_section(runs, scaling), "", "![final loss against parameters](loss_vs_params.png)", ""]
+    if fits is not None:
+        parts += [fits, "", "![final loss against parameters](loss_vs_params.png)", ""]
     parts += [published_section(), ""]
     return "\n".join(parts)
 
@@ -428,12 +428,14 @@ def write_report(paths, out=None, log_x: bool = False, compare: list[str] | None
         runs += compare_live(spec, runs, **compare_kw)
     scaling = scaling_fit(runs, predict)
     out = Path(out) if out else (Path(paths[0]) / "report" if len(paths) == 1 else Path("report"))
-    label_runs(runs)
+    if compare:
+        label_runs(runs)  # the live rows change which overrides are shared
     atomic_write_bytes(out / "val_curves.png", val_curves_png(runs, log_x))
     atomic_write_bytes(out / "loss_vs_params.png", loss_vs_params_png(runs, scaling))
-    atomic_write_bytes(out / "report.md", render_report(runs, scaling).encode())
+    fits = fits_section(runs, scaling)
+    atomic_write_bytes(out / "report.md", render_report(runs, fits).encode())
     return {"out": out, "runs": runs, "scaling": scaling, "table": markdown_table(HEADER, table_rows(runs)),
-            "fits": fits_section(runs, scaling)}
+            "fits": fits}
 
 
 def main(argv=None) -> int:

@@ -26,6 +26,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from gptlab.assets import atomic_write_bytes
 from gptlab.config import ConfigError, accumulation, human, validate
 from gptlab.perf import cuda_fast_math, reexec_with_jemalloc, use_compile, use_cuda
 from gptlab.runlock import RunFolderError, claim
@@ -220,7 +221,7 @@ def wandb_logger(cfg, run_dir: Path):
         mode = os.environ.get("WANDB_MODE") or ("online" if wandb_logged_in() else "offline")
     id_file = run_dir / "wandb_id.txt"  # the same W&B run continues after a resume
     run_id = id_file.read_text().strip() if id_file.exists() else uuid.uuid4().hex[:12]
-    id_file.write_text(run_id)
+    atomic_write_bytes(id_file, run_id.encode())
     sweep = cfg.get("sweep_name")
     return WandbLogger(project=cfg.logger.project, group=cfg.logger.group or sweep, name=cfg.logger.name or run_dir.name,
                        save_dir=str(run_dir), id=run_id, resume="allow", mode=mode, tags=list(cfg.logger.tags),
@@ -249,7 +250,6 @@ def initial_weights(cfg):
 def fit(cfg: DictConfig) -> float | None:
     import torch
     import lightning as L
-    from gptlab.assets import atomic_write_bytes
     from gptlab.callbacks import Progress, StopAfter, Throughput
     from gptlab.data import TokenDataModule
     from gptlab.guards import AtomicCheckpointIO, FiniteLossGuard, RNGState, checkpoint_step
@@ -274,7 +274,8 @@ def fit(cfg: DictConfig) -> float | None:
     L.seed_everything(cfg.seed, verbose=False)
 
     init = initial_weights(cfg)  # fine-tuning: the architecture comes from the weights, dropout from the config
-    world, accum = world_size(cfg), accumulation(cfg, world_size(cfg))
+    world = world_size(cfg)
+    accum = accumulation(cfg, world)
     tokens_per_step = accum * cfg.data.batch_size * block * world
     prec = precision(cfg)
     module = GPTModule(model=OmegaConf.to_container(cfg.model), optim=OmegaConf.to_container(cfg.optim),
