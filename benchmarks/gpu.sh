@@ -3,21 +3,25 @@
 # MFU and the wall time of the reference study (20k steps x 64 x 512 = 655M tokens) projected from measured tokens/s.
 #
 #   bash benchmarks/gpu.sh                        # .venv/bin/python (PY=... for another); JSON under runs/bench_gpu/
-#   OUT=/tmp/gpu MODELS=30m bash benchmarks/gpu.sh
+#   OUT=/tmp/gpu MODELS=30m LOSS=0 bash benchmarks/gpu.sh     # one model, no loss-layer timing
+#   PY=python3 bash benchmarks/gpu.sh             # a CUDA image's own torch (+ hydra-core, omegaconf: no install)
 #
 # Needs a CUDA build of torch (the Makefile pins the CPU wheel): pip install torch --index-url
 # https://download.pytorch.org/whl/cu128 into the venv first. Works offline: without a prepared data/shakespeare it
-# benches on random tokens (synthetic=true), which run at the same speed. Per model, ~3-5 minutes on an H100:
+# benches on random tokens (synthetic=true), which run at the same speed. On one H200 the whole script took about 5
+# minutes (benchmarks/results/h200-2026-11-28 holds its figures). First the output layer + loss alone
+# (benchmarks/loss_chunk.py: full logits vs chunk sizes, eager and compiled; ~1 minute). Then per model, ~1-2 minutes:
 #   1. a sync check: 20 Lightning steps with no log row among them under torch.cuda.set_sync_debug_mode; every
 #      host-device sync in them is counted (expect 0: the hot path reads nothing back between log rows);
 #   2. the bench: lightning, bare and nanogpt paths at the preset's CUDA micro batch (64 x 512 for 30m, the study's
-#      whole step; 32 x 1024 for gpt2), 4 alternating rounds of 20 steps, eval and generation speed.
+#      whole step; 32 x 1024 for gpt2), 3 alternating rounds of 15 steps, eval and generation speed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # gptlab importable without an install (a bare GPU image)
 PY=${PY:-.venv/bin/python}
-[ -x "$PY" ] || PY=python
+command -v "$PY" >/dev/null || PY=python3
 OUT=${OUT:-runs/bench_gpu}
-MODELS=${MODELS:-30m gpt2}
+MODELS=${MODELS:-gpt2 30m}
 mkdir -p "$OUT"
 
 "$PY" - <<'EOF'
@@ -29,25 +33,38 @@ print(f"torch {torch.__version__}, CUDA {torch.version.cuda}, {torch.cuda.get_de
 EOF
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,power.limit --format=csv 2>/dev/null || true
 
+echo "=== output layer + cross-entropy, forward + backward, 32 x 1024 rows: full logits vs chunked"
+# a stage that fails or outlasts LIMIT seconds is reported and the next one runs
+stage() { timeout "${LIMIT:-300}" "$@" || echo "=== FAILED (exit $?): ${*:2}"; }
+if [ "${LOSS:-1}" = 1 ]; then  # LOSS=0 skips it
+  stage "$PY" benchmarks/loss_chunk.py --rows 32768 --width 384 768 --chunks 2048 8192 32768 --repeats 10 \
+    --out "$OUT/loss_chunk.json"
+  stage "$PY" benchmarks/loss_chunk.py --rows 32768 --width 768 --chunks 8192 --compile --repeats 10 \
+    --out "$OUT/loss_chunk_compiled.json"
+fi
+
 COMMON=(trainer.accelerator=gpu trainer.precision=bf16-mixed data.num_workers=2)
 [ -f "${GPTLAB_DATA:-data}/shakespeare/manifest.json" ] || COMMON+=(synthetic=true)
 
 for m in $MODELS; do
   echo "=== model=$m: host-device syncs in Lightning's steps"
-  "$PY" -m gptlab.bench model="$m" "${COMMON[@]}" trainer.compile=false "measure=[lightning]" warmup=3 steps=20 \
+  stage "$PY" -m gptlab.bench model="$m" "${COMMON[@]}" trainer.compile=false "measure=[lightning]" warmup=3 steps=20 \
     rounds=1 eval_batches=0 generate.repeats=0 sync_debug=true trainer.log_every_n_steps=1000 out="$OUT/$m.sync.json"
   echo "=== model=$m: bench, bf16 + compile"
-  "$PY" -m gptlab.bench model="$m" "${COMMON[@]}" trainer.compile=true warmup=3 steps=20 rounds=4 \
+  stage "$PY" -m gptlab.bench model="$m" "${COMMON[@]}" trainer.compile=true warmup=3 steps=15 rounds=3 \
     out="$OUT/$m.json"
 done
 
 "$PY" - "$OUT" $MODELS <<'EOF'
-import json, sys
+import json, os, sys
 out, models = sys.argv[1], sys.argv[2:]
 print(f"\n| model | GPU | micro batch | Lightning tokens/s | MFU | Lightning/bare | gptlab/nanoGPT | loader | peak memory "
       f"| syncs/step | flash SDPA | study 655M tokens |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|")
 fmt = lambda v, f: "n/a" if v is None else f.format(v)
 for m in models:
+    if not all(os.path.exists(f"{out}/{m}{x}.json") for x in ("", ".sync")):
+        print(f"| {m} | failed: see its stage's output above |")
+        continue
     r, sync = (json.load(open(f"{out}/{m}{x}.json")) for x in ("", ".sync"))
     t = r["train"]["lightning"]
     per_step = None if sync["syncs"] is None else sync["syncs"] / (sync["rounds"] * sync["steps"])

@@ -2,7 +2,7 @@
 their ratio, FLOP/s and MFU, peak memory, loader share, eval tokens/s, generation tokens/s with and without the
 KV cache. Prints a table and writes JSON.
 
-    python -m gptlab.bench model=30m                          # CPU, 8 x 512, fp32: 10-20 minutes on 2 cores
+    python -m gptlab.bench model=30m                          # CPU, 8 x 512, fp32: about 8 minutes on 2 cores
     python -m gptlab.bench model=tiny rounds=2 steps=5        # seconds
     python -m gptlab.bench model=30m measure=[lightning,bare] generate.repeats=0   # no nanoGPT reference, no sampling
     python -m gptlab.bench model=gpt2 trainer.precision=bf16-mixed trainer.compile=true data.num_workers=2   # a GPU
@@ -14,16 +14,17 @@ KV cache. Prints a table and writes JSON.
 Training paths, each on its own copy of the same initial weights and the same batch stream (TrainWindows, seed):
   lightning  GPTModule under L.Trainer with the callbacks and CSV logger that `python -m gptlab.train` uses
              (validation and checkpoints off: they are not per-step costs)
-  bare       forward (chunked loss), backward, clip, AdamW step, LR schedule: a plain loop, same autocast and compile
-  nanogpt    the bare loop as nanoGPT's train.py runs it: full [B, T, vocab] logits, then F.cross_entropy, and
-             AdamW fused on CUDA only (nanoGPT's choice; gptlab fuses on CPU too)
+  bare       forward and loss as training computes them (gptlab.model.chunk_rows: chunked on CPUs, full logits on
+             CUDA), backward, clip, AdamW step, LR schedule: a plain loop, same autocast and compile
+  nanogpt    the bare loop as nanoGPT's train.py runs it: full [B, T, vocab] logits returned, then F.cross_entropy,
+             and AdamW fused on CUDA only (nanoGPT's choice; gptlab fuses on CPU too)
 After `warmup` untimed steps each, the paths alternate rounds of `steps` timed steps: Lightning drives, and a callback
 runs the other paths' rounds between its own (their order reversed every other round), so load from other processes
 hits all alike. Reported per path: median and best tokens/s over rounds, CPU seconds per step (the work done, which
 other processes hardly move); ratios round by round (median and best). CUDA syncs happen at round ends only.
 MFU = tokens/s x model.flops_per_token(T) / peak (trainer.peak_flops, else gptlab.callbacks.peak_flops). Loader
 share = time blocked fetching batches / round time. Peak memory: on CUDA per path (its weights and optimizer state +
-the round's transient peak); on CPU the process's max RSS. Eval: no-grad forward with the chunked loss on val windows.
+the round's transient peak); on CPU the process's max RSS. Eval: no-grad forward and loss on val windows.
 Generation: gptlab.sample.sample from a 1-token prompt, as `python -m gptlab.sample` runs it (fp32 weights, a .item()
 per token), cached and uncached runs alternating.
 """
@@ -43,19 +44,11 @@ from types import SimpleNamespace
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from gptlab.config import ConfigError, human, validate
+from gptlab.config import ConfigError, human, resolve_micro_batch, validate
 from gptlab.perf import reexec_with_jemalloc
 
 PATHS = ("lightning", "bare", "nanogpt")
 PRECISIONS = ("auto", "32-true", "bf16-mixed")
-# Micro batch per model preset, (CPU, CUDA), when data.batch_size is null. CPU: the repo's defaults (tiny: 4, as the
-# default job; 30m: 8, as the study), halved per GPT-2 size. CUDA: estimates, not yet measured: the largest power of
-# two that should leave ample room on an 80 GB card with bf16, flash attention and the chunked loss (30m: the study's
-# whole 64-sequence step, no accumulation); benchmarks/gpu.sh prints peak memory and MFU to confirm or adjust them.
-MICRO_BATCH = {"tiny": (4, 64), "30m": (8, 64), "gpt2": (4, 32), "gpt2-medium": (2, 16), "gpt2-large": (1, 8),
-               "gpt2-xl": (1, 4)}
-
-
 def fail(msg: str):
     raise ConfigError(msg)
 
@@ -78,16 +71,6 @@ def check(cfg: DictConfig) -> None:
              "device (trainer.devices=1, trainer.num_nodes=1)")
     if cfg.trainer.precision not in PRECISIONS:
         fail(f"trainer.precision={cfg.trainer.precision!r}: the bench times {', '.join(PRECISIONS)}")
-
-
-def micro_batch(cfg: DictConfig, preset: str | None, cuda: bool) -> int:
-    """data.batch_size, else the preset's tuned default for this device."""
-    if cfg.data.batch_size is not None:
-        return cfg.data.batch_size
-    if preset not in MICRO_BATCH:
-        fail(f"data.batch_size=null: no tuned micro batch for model={preset} (known: {', '.join(MICRO_BATCH)}); "
-             "set data.batch_size")
-    return MICRO_BATCH[preset][int(cuda)]
 
 
 def synthetic_dataset(root: Path, train_tokens: int, val_tokens: int, seed: int) -> Path:
@@ -327,7 +310,7 @@ def run_lightning(s: Setup, others: Interleave, rounds: Rounds, cfg: DictConfig,
 
 
 def eval_tokens_per_s(s: Setup, model, n: int) -> float:
-    """No-grad forward with the chunked loss (the validation path) over n val batches of the micro batch."""
+    """No-grad forward and loss (the validation path) over n val batches of the micro batch."""
     import torch
     loader = s.datamodule().val_dataloader()
     batches = [(x.to(s.device), y.to(s.device)) for x, y in islice(cycle(loader), n + 1)]
@@ -468,7 +451,7 @@ def table(r: dict) -> str:
     lines.append(f"load average (1, 5, 15 min) at start {', '.join(f'{x:.1f}' for x in r['load_avg']['start'])}, "
                  f"at end {', '.join(f'{x:.1f}' for x in r['load_avg']['end'])} on {os.cpu_count()} CPUs")
     if r.get("eval_tokens_per_s"):
-        lines.append(f"eval (no grad, chunked loss): {r['eval_tokens_per_s']:,.0f} tokens/s")
+        lines.append(f"eval (no grad): {r['eval_tokens_per_s']:,.0f} tokens/s")
     if g := r.get("generate"):
         lines.append(f"generation, {g['new_tokens']} new tokens: KV cache {g['cached_tokens_per_s']:,.1f} tokens/s, "
                      f"no cache {g['uncached_tokens_per_s']:,.1f} tokens/s, speedup {g['kv_cache_speedup']:.2f}x")
@@ -499,6 +482,7 @@ def time_training(cfg: DictConfig, s: Setup, run_dir: Path):
     others = Interleave(bare, rounds, cfg.warmup, cfg.steps)
     if "lightning" in cfg.measure:
         model, held["lightning"], syncs = run_lightning(s, others, rounds, cfg, run_dir)
+        model.to(s.device)  # Lightning's teardown moved it back to the CPU
     else:
         for _ in range(cfg.rounds + 1):  # the warm-up, then the rounds
             others()
@@ -515,9 +499,9 @@ def bench(cfg: DictConfig, preset: str | None, run_dir: Path) -> dict:
     from gptlab.perf import allocator, flash_attention_ok, use_cuda
 
     quiet_lightning()
-    batch = micro_batch(cfg, preset, use_cuda(cfg.trainer.accelerator))
-    cfg.data.batch_size = batch
+    resolve_micro_batch(cfg, preset, use_cuda(cfg.trainer.accelerator))
     cfg = validate(cfg)
+    batch = cfg.data.batch_size
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(cfg.paths.data_dir) / cfg.data.name
         if cfg.synthetic:

@@ -27,7 +27,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from gptlab.assets import atomic_write_bytes
-from gptlab.config import ConfigError, accumulation, human, validate
+from gptlab.config import ConfigError, accumulation, human, resolve_micro_batch, validate
 from gptlab.perf import cuda_fast_math, reexec_with_jemalloc, use_compile, use_cuda
 from gptlab.runlock import RunFolderError, claim
 
@@ -36,6 +36,8 @@ from gptlab.runlock import RunFolderError, claim
 def main(cfg: DictConfig) -> float | None:
     try:
         point_at_resumed_run(cfg)
+        if cfg.data.get("batch_size") == "auto":  # looks at the device (imports torch) only when asked
+            resolve_micro_batch(cfg, model_preset(), use_cuda(cfg.trainer.accelerator))
         cfg = validate(cfg)
         check_init(cfg)
         cfg.sweep_name = sweep_name()
@@ -90,6 +92,12 @@ def check_init(cfg: DictConfig) -> None:
     init = cfg.get("init")
     if init and not cfg.get("resume") and not str(init).startswith("hf:") and not Path(init).exists():
         raise ConfigError(f"init={init}: no such run folder or .ckpt file (or write hf:<name> for Hugging Face)")
+
+
+def model_preset() -> str | None:
+    """The model preset chosen on the command line or by the config (conf/model/<preset>.yaml)."""
+    from hydra.core.hydra_config import HydraConfig
+    return HydraConfig.get().runtime.choices.get("model") if HydraConfig.initialized() else None
 
 
 def sweep_name() -> str | None:

@@ -144,7 +144,7 @@ def test_bench_writes_table_and_json(tmp_path):
               "generate.repeats=1", "trainer.threads=1", "trainer.peak_flops=1e11", f"out={out}")
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-5000:]
     r = json.loads(out.read_text())
-    assert r["model"] == "tiny" and r["micro_batch"] == 4  # data.batch_size=null: the tiny preset's CPU default
+    assert r["model"] == "tiny" and r["micro_batch"] == 4  # data.batch_size=auto: the tiny preset's CPU default
     assert r["block_size"] == 32 and r["tokens_per_step"] == 128 and r["device"] == "cpu"
     assert r["precision"] == "32-true" and r["compile"] is False  # compile=auto is off on a CPU
     assert r["flops_per_token"] == GPT(GPTConfig(1, 2, 32, 32, bias=False)).flops_per_token(32)

@@ -75,10 +75,44 @@ def test_chunked_loss_and_gradients_equal_the_plain_path():
         torch.testing.assert_close(p.grad, g_plain[n], atol=1e-6, rtol=1e-4)
 
 
+def test_a_device_without_chunking_takes_the_plain_path(monkeypatch):
+    """CHUNK[device] = None (CUDA: compiled full logits are faster there): return_logits=False still returns
+    (None, loss), the loss of the plain path; chunked_cross_entropy then runs as one chunk."""
+    import gptlab.model as model
+    m = small()
+    x, y = torch.randint(0, 101, (2, 12)), torch.randint(0, 101, (2, 12))
+    plain = m(x, y)[1]
+    monkeypatch.setitem(model.CHUNK, "cpu", None)
+    logits, loss = m(x, y, return_logits=False)
+    assert logits is None and loss.item() == plain.item() and loss.grad_fn.name() != "_ChunkedLinearCEBackward"
+    h, w, t = torch.randn(37, 8), torch.randn(11, 8), torch.randint(0, 11, (37,))
+    assert chunked_cross_entropy(h, w, t).item() == pytest.approx(F.cross_entropy(h @ w.T, t).item(), abs=1e-5)
+
+
 def test_chunked_loss_handles_ragged_chunks():
     h, w = torch.randn(37, 8), torch.randn(11, 8)
     t = torch.randint(0, 11, (37,))
     assert chunked_cross_entropy(h, w, t, chunk=5).item() == pytest.approx(F.cross_entropy(h @ w.T, t).item(), abs=1e-5)
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.bfloat16, 1e-2), (torch.float16, 2e-3)])
+def test_chunked_loss_under_autocast_matches_float64(dtype, tol):
+    """bf16 matmuls (as the GPU path runs them) and fp16 autocast (grads kept fp32: fp16 would underflow) against
+    a float64 reference of the loss and both gradients; the gradients come back in the inputs' fp32."""
+    torch.manual_seed(0)
+    h, w = torch.randn(300, 64, requires_grad=True), (0.02 * torch.randn(1000, 64)).requires_grad_()
+    t = torch.randint(0, 1000, (300,))
+    t[::7] = -1
+    with torch.autocast("cpu", dtype=dtype):
+        loss = chunked_cross_entropy(h, w, t, chunk=128)
+    loss.backward()
+    h64, w64 = h.detach().double().requires_grad_(), w.detach().double().requires_grad_()
+    ref = F.cross_entropy(h64 @ w64.T, t, ignore_index=-1)
+    ref.backward()
+    rel = lambda a, b: ((a.double() - b).norm() / b.norm()).item()
+    assert abs(loss.item() - ref.item()) / ref.item() < tol
+    assert rel(h.grad, h64.grad) < tol and rel(w.grad, w64.grad) < tol
+    assert h.grad.dtype == w.grad.dtype == torch.float32
 
 
 @pytest.mark.parametrize("prompt_len,new", [(1, 20), (5, 40)])

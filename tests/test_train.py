@@ -9,10 +9,10 @@ import sys
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 
 from conftest import ROOT, run_train
-from gptlab.config import ConfigError, validate
+from gptlab.config import ConfigError, resolve_micro_batch, validate
 
 
 def rows(run):
@@ -30,10 +30,15 @@ GROUPS = {g: sorted(p.stem for p in (ROOT / "conf" / g).glob("*.yaml"))
           for g in ["model", "data", "optim", "sched", "trainer", "logger", "callbacks", "paths", "experiment"]}
 
 
-def composed(*overrides):
+def composed(*overrides, cuda=False):
+    """The train config as the command line composes it, data.batch_size=auto resolved as on a CPU (or cuda)."""
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=list(overrides))
+        cfg = compose("train", overrides=list(overrides), return_hydra_config=True)
+    preset = cfg.hydra.runtime.choices.model
+    with open_dict(cfg):
+        del cfg["hydra"]
     OmegaConf.update(cfg, "paths.run_dir", "/tmp/unused")  # ${hydra:...} only resolves inside a real run
+    resolve_micro_batch(cfg, preset, cuda)
     return cfg
 
 
@@ -48,6 +53,28 @@ def test_study_experiment_reproduces_the_reference_run():
     assert (cfg.model.n_layer, cfg.model.n_head, cfg.model.n_embd, cfg.model.block_size) == (6, 6, 384, 512)
     assert cfg.data.name == "openwebtext" and cfg.data.global_batch == 64 and cfg.trainer.max_steps == 20000
     assert cfg.model.dropout == 0.0 and cfg.model.bias is False
+    assert cfg.data.batch_size == 8 and validate(composed("experiment=study_30m_owt", cuda=True)).data.batch_size == 64
+
+
+@pytest.mark.parametrize("overrides,cuda,micro", [
+    (["model=30m", "data.global_batch=64"], False, 8),
+    (["model=30m", "data.global_batch=64"], True, 64),
+    (["model=gpt2", "data.global_batch=48"], True, 24),  # 32 does not divide 48: the largest micro batch that does
+    (["model=gpt2", "data.global_batch=48", "trainer=ddp_cpu", "trainer.devices=2"], True, 24),  # 24 per device
+    (["model=30m", "data.global_batch_tokens=12288", "data.block_size=256"], False, 8),  # 48 sequences
+    (["model=gpt2-xl"], True, 4),  # no global batch: the tuned micro batch is the step
+    (["model=30m", "data.batch_size=2"], True, 2),  # a number is left alone
+])
+def test_auto_micro_batch_is_the_tuned_one_that_divides_the_global_batch(overrides, cuda, micro):
+    cfg = validate(composed("data.batch_size=auto", *overrides, cuda=cuda))
+    assert cfg.data.batch_size == micro
+
+
+def test_auto_micro_batch_needs_a_tuned_preset():
+    cfg = composed("data.batch_size=2")
+    cfg.data.batch_size = "auto"
+    with pytest.raises(ConfigError, match="no tuned micro batch for model=mine .*set data.batch_size to a number"):
+        resolve_micro_batch(cfg, "mine", cuda=False)
 
 
 @pytest.mark.parametrize("override,message", [
@@ -178,6 +205,38 @@ def test_gradient_accumulation_4x2_equals_one_batch_of_8():
     assert (params[0] - init).abs().mean() > 1e-3  # the step moved the weights (AdamW: about lr each)
     # summation order differs (one batch of 8 vs four of 2); 1e-5 is 0.1% of one step's update at lr 1e-2
     torch.testing.assert_close(params[0], params[1], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("precision", ["bf16-mixed", "32-true"])
+def test_fused_adamw_is_clipped_to_the_norm_under_mixed_precision(precision):
+    """Lightning refuses to clip a fused optimizer under mixed precision (a RuntimeError at the first step, on every
+    GPU run with bf16); GPTModule clips it itself. The optimizer must see gradients of global norm <= the limit."""
+    import lightning as L
+    from torch.utils.data import DataLoader, TensorDataset
+    from gptlab.module import GPTModule
+
+    torch.manual_seed(0)
+    x = torch.randint(0, 500, (4, 16))
+    m = GPTModule(dict(n_layer=1, n_head=2, n_embd=32, block_size=16, vocab_size=512), max_steps=1)
+    norms = {}
+
+    def norm(params):
+        return torch.cat([p.grad.flatten() for p in params]).norm().item()
+
+    class Record(L.Callback):
+        def on_train_start(self, trainer, module):  # after the step: the gradients it used (zeroed only later)
+            trainer.optimizers[0].register_step_post_hook(
+                lambda opt, *_: norms.setdefault("seen", norm(p for g in opt.param_groups for p in g["params"])))
+
+        def on_before_optimizer_step(self, trainer, module, optimizer):  # before clipping
+            norms["before"] = norm(module.parameters())
+
+    t = L.Trainer(accelerator="cpu", precision=precision, max_steps=1, gradient_clip_val=1e-3, logger=False,
+                  enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                  callbacks=[Record()])
+    t.fit(m, DataLoader(TensorDataset(x, torch.roll(x, -1, 1)), batch_size=4))
+    assert t.optimizers[0].defaults["fused"] is True
+    assert norms["before"] > 1e-2 and norms["seen"] == pytest.approx(1e-3, rel=1e-3)
 
 
 @pytest.mark.slow
