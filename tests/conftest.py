@@ -17,6 +17,23 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def composed(*overrides, cuda=False):
+    """The train config as the command line composes it, data.batch_size=auto resolved as on a CPU (or cuda)."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf, open_dict
+    from gptlab.config import resolve_micro_batch
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=list(overrides), return_hydra_config=True)
+    preset = cfg.hydra.runtime.choices.model
+    with open_dict(cfg):
+        del cfg["hydra"]
+    OmegaConf.update(cfg, "paths.run_dir", "/tmp/unused")  # ${hydra:...} only resolves inside a real run
+    resolve_micro_batch(cfg, preset, cuda)
+    return cfg
+
+
 # A tiny model and corpus: every training test runs in seconds on 2 CPU cores.
 TINY = ["model.n_layer=2", "model.n_head=2", "model.n_embd=32", "model.block_size=32", "data.batch_size=4",
         "data.val_tokens=1024", "trainer.eval_interval=5", "trainer.log_every_n_steps=1", "sched.warmup_steps=2",

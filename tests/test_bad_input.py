@@ -19,11 +19,10 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from hydra import compose, initialize_config_dir
 from hydra._internal.config_loader_impl import ConfigLoaderImpl
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from omegaconf import OmegaConf, open_dict
+from omegaconf import OmegaConf
 
-from conftest import ROOT, TINY, run_train
-from gptlab.config import (PRECISIONS, SCHEDULES, ConfigError, GPTConfig, accumulation, resolve_micro_batch,
-                           validate)
+from conftest import ROOT, TINY, composed, run_train
+from gptlab.config import PRECISIONS, SCHEDULES, ConfigError, GPTConfig, accumulation, validate
 from gptlab.schedules import lr_at
 
 BASES = {  # a few group selections; the fuzz varies values on top of them
@@ -36,15 +35,7 @@ BASES = {  # a few group selections; the fuzz varies values on top of them
 
 @pytest.fixture(scope="module")
 def bases():
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        out = {name: compose("train", overrides=ov, return_hydra_config=True) for name, ov in BASES.items()}
-    for cfg in out.values():
-        preset = cfg.hydra.runtime.choices.model
-        with open_dict(cfg):
-            del cfg["hydra"]
-        OmegaConf.update(cfg, "paths.run_dir", "/tmp/unused")  # ${hydra:...} only resolves inside a real run
-        resolve_micro_batch(cfg, preset, cuda=False)  # data.batch_size=auto as on a CPU
-    return out
+    return {name: composed(*ov) for name, ov in BASES.items()}
 
 
 PARSER = OverridesParser.create()
@@ -225,10 +216,7 @@ def test_one_broken_key_fails_naming_it(bases, data):
 def test_the_fuzz_path_agrees_with_a_full_compose(bases):
     """The fast path (one compose, then Hydra's override parser) gives the config a full compose gives."""
     ov = ["model.n_head=2", "model.n_embd=64", "optim.lr=1e-05", "data.global_batch=null", "+model.extra=1"]
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        full = compose("train", overrides=BASES["study"] + ov)
-    OmegaConf.update(full, "paths.run_dir", "/tmp/unused")
-    resolve_micro_batch(full, "30m", cuda=False)
+    full = composed(*BASES["study"], *ov)
     assert OmegaConf.to_container(apply(bases["study"], ov)) == OmegaConf.to_container(full)
 
 

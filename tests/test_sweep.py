@@ -13,8 +13,7 @@ import yaml
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from conftest import ROOT, run_train
-from test_train import composed
+from conftest import ROOT, composed, run_train
 from gptlab.config import validate
 from gptlab.report import write_report
 

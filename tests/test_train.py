@@ -2,16 +2,13 @@
 import csv
 import json
 import math
-import os
 import subprocess
 import sys
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf, open_dict
 
-from conftest import ROOT, run_train
+from conftest import ROOT, composed, run_train
 from gptlab.config import ConfigError, resolve_micro_batch, validate
 
 
@@ -28,18 +25,6 @@ def state(run, name="last"):
 
 GROUPS = {g: sorted(p.stem for p in (ROOT / "conf" / g).glob("*.yaml"))
           for g in ["model", "data", "optim", "sched", "trainer", "logger", "callbacks", "paths", "experiment"]}
-
-
-def composed(*overrides, cuda=False):
-    """The train config as the command line composes it, data.batch_size=auto resolved as on a CPU (or cuda)."""
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=list(overrides), return_hydra_config=True)
-    preset = cfg.hydra.runtime.choices.model
-    with open_dict(cfg):
-        del cfg["hydra"]
-    OmegaConf.update(cfg, "paths.run_dir", "/tmp/unused")  # ${hydra:...} only resolves inside a real run
-    resolve_micro_batch(cfg, preset, cuda)
-    return cfg
 
 
 @pytest.mark.parametrize("group,option", [(g, o) for g, opts in GROUPS.items() for o in opts])
