@@ -261,7 +261,7 @@ def run_lightning(s: Setup, others: Interleave, rounds: Rounds, cfg: DictConfig,
     import warnings
     import lightning as L
     import torch
-    from gptlab.callbacks import Progress, Throughput
+    from gptlab.train import step_callbacks
     from gptlab.logs import AppendingCSVLogger
     from gptlab.module import GPTModule
 
@@ -294,8 +294,8 @@ def run_lightning(s: Setup, others: Interleave, rounds: Rounds, cfg: DictConfig,
     trainer = L.Trainer(
         accelerator=s.device.type, devices=1, precision=s.precision, max_steps=cfg.warmup + cfg.rounds * cfg.steps,
         gradient_clip_val=s.optim.grad_clip or None, logger=AppendingCSVLogger(run_dir), profiler=clock,
-        callbacks=[Throughput(tokens, module.model.flops_per_token(s.block), cfg.trainer.peak_flops, s.precision),
-                   Progress(), Driver()],
+        callbacks=step_callbacks(tokens, module.model.flops_per_token(s.block), cfg.trainer.peak_flops,
+                                 s.precision) + [Driver()],
         log_every_n_steps=cfg.trainer.log_every_n_steps, enable_checkpointing=False, enable_progress_bar=False,
         enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0, use_distributed_sampler=False,
         default_root_dir=str(run_dir))

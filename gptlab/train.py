@@ -258,9 +258,9 @@ def initial_weights(cfg):
 def fit(cfg: DictConfig) -> float | None:
     import torch
     import lightning as L
-    from gptlab.callbacks import Progress, StopAfter, Throughput
+    from gptlab.callbacks import StopAfter
     from gptlab.data import TokenDataModule
-    from gptlab.guards import AtomicCheckpointIO, FiniteLossGuard, RNGState, checkpoint_step
+    from gptlab.guards import AtomicCheckpointIO, checkpoint_step
     from gptlab.logs import AppendingCSVLogger, write_summary
     from gptlab.module import GPTModule
 
@@ -296,9 +296,8 @@ def fit(cfg: DictConfig) -> float | None:
     csv = AppendingCSVLogger(run_dir, None if ckpt is None else resumed_step * tokens_per_step)
     loggers = [csv] + [w for w in [wandb_logger(cfg, run_dir)] if w is not None]
     n_params = module.model.num_params()
-    callbacks = safe_instantiate(cfg.get("callbacks")) + [
-        Throughput(tokens_per_step, module.model.flops_per_token(block), cfg.trainer.peak_flops, prec),
-        Progress(), FiniteLossGuard(run_dir / "checkpoints"), RNGState()] + (
+    callbacks = safe_instantiate(cfg.get("callbacks")) + step_callbacks(
+        tokens_per_step, module.model.flops_per_token(block), cfg.trainer.peak_flops, prec, run_dir / "checkpoints") + (
         [StopAfter(cfg.trainer.stop_after)] if cfg.trainer.get("stop_after") else [])
     trainer = L.Trainer(
         accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices, num_nodes=cfg.trainer.num_nodes,
@@ -343,6 +342,14 @@ def fit(cfg: DictConfig) -> float | None:
         import wandb
         wandb.finish()
     return best
+
+
+def step_callbacks(tokens_per_step: int, flops_per_token: int, peak, prec: str, ckpt_dir=None) -> list:
+    """What every training step runs through, here and in the bench's Lightning path (so it times the same work):
+    tokens/s and MFU, the progress bar, the non-finite loss stop, the RNG state in checkpoints."""
+    from gptlab.callbacks import Progress, Throughput
+    from gptlab.guards import FiniteLossGuard, RNGState
+    return [Throughput(tokens_per_step, flops_per_token, peak, prec), Progress(), FiniteLossGuard(ckpt_dir), RNGState()]
 
 
 def print_sample(module, cfg) -> None:
