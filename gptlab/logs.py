@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
 from gptlab.assets import atomic_write_bytes
@@ -27,9 +28,10 @@ def read_metrics(run_dir) -> list[dict]:
 
 
 class _AppendingWriter(ExperimentWriter):
-    """Lightning's CSV writer deletes an existing metrics.csv; after a resume we keep the rows logged up to the
-    checkpoint (by their `tokens` column: tokens trained when the row was logged) and drop later ones, which the
-    resumed run logs again."""
+    """Lightning's CSV writer deletes an existing metrics.csv. Ours keeps it: a fresh run never lands in a used folder
+    (gptlab/runlock.py), so a file here is this run's own (the validation before fit, or a ddp_spawn process opening it
+    again) or a resumed run's; after a resume the rows logged after the checkpoint (by their `tokens` column: tokens
+    trained when the row was logged) are dropped, as the resumed run logs them again."""
 
     def __init__(self, log_dir: str, resume_tokens: int | None):
         self.resume_tokens = resume_tokens
@@ -39,16 +41,14 @@ class _AppendingWriter(ExperimentWriter):
         path = self.metrics_file_path
         if not os.path.isfile(path):
             return
-        if self.resume_tokens is None:
-            os.remove(path)
-            return
         with open(path, newline="") as f:
             text = f.read()
         if not text.endswith("\n"):  # a row cut short by a kill mid-write: drop it (the resumed run logs it again)
             text = text[:text.rfind("\n") + 1]
         reader = csv.DictReader(io.StringIO(text, newline=""))
         keys, rows = list(reader.fieldnames or []), list(reader)
-        rows = [r for r in rows if r.get("tokens") and float(r["tokens"]) <= self.resume_tokens]
+        if self.resume_tokens is not None:
+            rows = [r for r in rows if r.get("tokens") and float(r["tokens"]) <= self.resume_tokens]
         out = io.StringIO(newline="")
         w = csv.DictWriter(out, fieldnames=keys)
         w.writeheader()
@@ -65,6 +65,7 @@ class AppendingCSVLogger(CSVLogger):
         self.resume_tokens = resume_tokens
 
     @property
+    @rank_zero_experiment  # one writer, on rank 0: under DDP the other ranks get a no-op (as Lightning's own)
     def experiment(self):
         if self._experiment is None:
             os.makedirs(self.root_dir, exist_ok=True)

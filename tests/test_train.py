@@ -235,6 +235,10 @@ def test_ddp_two_cpu_processes_report_identical_val_metrics(tiny_data, tmp_path)
     for r in ranks:
         by_rank.setdefault(r["rank"], []).append(r["val_loss"])
     assert sorted(by_rank) == [0, 1] and by_rank[0] == by_rank[1] and len(by_rank[0]) >= 2
+    # ddp_spawn starts new processes for fit: metrics.csv keeps the validation before it (once deleted there, and by
+    # both ranks at once: a FileNotFoundError race)
+    val_steps = [int(r["step"]) for r in rows(run) if r.get("val/loss")]
+    assert len(val_steps) == 3 and val_steps[0] == 0 and by_rank[0][0] == pytest.approx(float(rows(run)[0]["val/loss"]), abs=1e-6)
 
 
 def test_finetune_from_a_run_lowers_val_loss_on_new_data(tiny_data, short_run, tmp_path):
