@@ -33,10 +33,10 @@ print(f"torch {torch.__version__}, CUDA {torch.version.cuda}, {torch.cuda.get_de
 EOF
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,power.limit --format=csv 2>/dev/null || true
 
-echo "=== output layer + cross-entropy, forward + backward, 32 x 1024 rows: full logits vs chunked"
 # a stage that fails or outlasts LIMIT seconds is reported and the next one runs
 stage() { timeout "${LIMIT:-300}" "$@" || echo "=== FAILED (exit $?): ${*:2}"; }
 if [ "${LOSS:-1}" = 1 ]; then  # LOSS=0 skips it
+  echo "=== output layer + cross-entropy, forward + backward, 32 x 1024 rows: full logits vs chunked"
   stage "$PY" benchmarks/loss_chunk.py --rows 32768 --width 384 768 --chunks 2048 8192 32768 --repeats 10 \
     --out "$OUT/loss_chunk.json"
   stage "$PY" benchmarks/loss_chunk.py --rows 32768 --width 768 --chunks 8192 --compile --repeats 10 \

@@ -535,9 +535,10 @@ def main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
     hc = HydraConfig.get()
     from gptlab.shards import ShardError
+    from gptlab.train import model_preset
     try:
         check(cfg)
-        bench(cfg, hc.runtime.choices.get("model"), Path(hc.runtime.output_dir))
+        bench(cfg, model_preset(), Path(hc.runtime.output_dir))
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
         sys.exit(2)

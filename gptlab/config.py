@@ -119,7 +119,7 @@ def validate(cfg: DictConfig) -> DictConfig:
     _require(trainer.precision in PRECISIONS, f"trainer.precision={trainer.precision!r} is not one of {PRECISIONS}")
     _require(trainer.get("compile", False) in (True, False, "auto"),
              f"trainer.compile={trainer.get('compile')!r} must be true, false or auto (on a CUDA GPU)")
-    accumulation(cfg, devices=int(trainer.devices) if str(trainer.devices).isdigit() else 1)
+    accumulation(cfg, devices=stated_devices(cfg))
     with_types = OmegaConf.to_container(cfg, resolve=True)
     with_types.update(model=OmegaConf.to_container(model), optim=OmegaConf.to_container(optim),
                       sched=OmegaConf.to_container(sched))
@@ -225,9 +225,14 @@ def resolve_micro_batch(cfg: DictConfig, preset: str | None, cuda: bool) -> None
     tuned = MICRO_BATCH[preset][int(cuda)]
     block = cfg.data.get("block_size") or cfg.model.block_size
     seqs = cfg.data.get("global_batch") or (cfg.data.get("global_batch_tokens") or 0) // block
-    devices = int(cfg.trainer.devices) if str(cfg.trainer.get("devices", 1)).isdigit() else 1
+    devices = stated_devices(cfg)
     per_device = seqs // devices if seqs and seqs % devices == 0 else 0
     cfg.data.batch_size = max(d for d in range(1, tuned + 1) if not per_device or per_device % d == 0)
+
+
+def stated_devices(cfg: DictConfig) -> int:
+    """trainer.devices when it is a count, else 1 (auto and -1 are known only once the GPUs are seen)."""
+    return int(cfg.trainer.devices) if str(cfg.trainer.get("devices", 1)).isdigit() else 1
 
 
 def accumulation(cfg: DictConfig, devices: int) -> int:

@@ -47,14 +47,15 @@ class _AppendingWriter(ExperimentWriter):
             text = text[:text.rfind("\n") + 1]
         reader = csv.DictReader(io.StringIO(text, newline=""))
         keys, rows = list(reader.fieldnames or []), list(reader)
-        if self.resume_tokens is not None:
-            rows = [r for r in rows if r.get("tokens") and float(r["tokens"]) <= self.resume_tokens]
+        self.metrics_keys = keys
+        if self.resume_tokens is None:  # this run's own rows: appended to as they are
+            return
+        rows = [r for r in rows if r.get("tokens") and float(r["tokens"]) <= self.resume_tokens]
         out = io.StringIO(newline="")
         w = csv.DictWriter(out, fieldnames=keys)
         w.writeheader()
         w.writerows(rows)
         atomic_write_bytes(path, out.getvalue().encode())  # a kill here leaves the old file, not half of it
-        self.metrics_keys = keys
 
 
 class AppendingCSVLogger(CSVLogger):

@@ -52,16 +52,16 @@ class GPTModule(L.LightningModule):
     def training_step(self, batch, batch_idx):
         x, y = batch
         _, loss = (self.model if self.compiled is None else self.compiled)(x, y, return_logits=False)  # Lightning divides by the accumulation itself
-        self._loss_sum = loss.detach() if self._loss_sum is None else self._loss_sum + loss.detach()
+        every, accum = self.trainer.log_every_n_steps, self.trainer.accumulate_grad_batches
+        # only the steps Lightning writes a row for sum and log their loss: self.log costs ~0.1 ms of Python, and
+        # floats become device tensors (a sync), so nothing is logged in between
+        if every and (self.global_step + 1) % every == 0:
+            self._loss_sum = loss.detach() if self._loss_sum is None else self._loss_sum + loss.detach()
         self._micro += 1
-        accum = self.trainer.accumulate_grad_batches
-        if self._micro % accum == 0:  # last micro batch of this optimizer step
-            every = self.trainer.log_every_n_steps
-            if every and (self.global_step + 1) % every == 0:  # the steps Lightning writes a row for: self.log costs
-                # ~0.1 ms of Python, and floats become device tensors (a sync), so nothing is logged in between
-                self.log("train/loss", self._loss_sum / accum)  # no prog_bar: Lightning would read it every batch
-                self.log("lr", self.lr_schedulers().get_last_lr()[0])
-                self.log("tokens", float((self.global_step + 1) * self.tokens_per_step))
+        if self._micro % accum == 0 and self._loss_sum is not None:  # the last micro batch of a logged step
+            self.log("train/loss", self._loss_sum / accum)  # no prog_bar: Lightning would read it every batch
+            self.log("lr", self.lr_schedulers().get_last_lr()[0])
+            self.log("tokens", float((self.global_step + 1) * self.tokens_per_step))
             self._loss_sum = None
         return loss
 
