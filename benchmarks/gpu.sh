@@ -73,5 +73,5 @@ for m in models:
           f"{r['lightning_vs_nanogpt']['median']:.2f}x | {100 * t['loader_share']:.2f}% | "
           f"{fmt(t['peak_memory_gb'], '{:.1f} GB')} | {fmt(per_step, '{:.2f}')}{' (expected 0)' if per_step else ''} | "
           f"{r['flash_sdpa']} | {r['projection']['hours']:.2f} h |")
-print(f"\nMFU against dense bf16 peaks (gptlab.callbacks.GPU_BF16_PEAK); JSON in {out}/")
+print(f"\nMFU against dense bf16 peaks (gptlab.training.hardware.GPU_BF16_PEAK); JSON in {out}/")
 EOF

@@ -17,8 +17,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from gptlab.model import CHUNK, chunk_rows, chunked_cross_entropy
-from gptlab.perf import cuda_fast_math
+from gptlab.model.loss import CHUNK, chunk_rows, chunked_cross_entropy
+from gptlab.training.perf import cuda_fast_math
 
 p = argparse.ArgumentParser()
 p.add_argument("--rows", type=int, default=4096, help="tokens per micro batch (B x T)")
@@ -103,7 +103,7 @@ for width in args.width:
 
 device = torch.cuda.get_device_name() if cuda else f"CPU, {torch.get_num_threads()} threads"
 print(f"\nloss head on {device}, torch {torch.__version__}, {'bf16 autocast' if cuda else 'fp32'}, "
-      f"{args.rows} rows x vocab {args.vocab}; gptlab.model.chunk_rows here: {chunk_rows(dev)} (CHUNK = {CHUNK})")
+      f"{args.rows} rows x vocab {args.vocab}; gptlab.model.loss.chunk_rows here: {chunk_rows(dev)} (CHUNK = {CHUNK})")
 print("| n_embd | variant | median ms | best ms | TFLOP/s | speed vs full | transient GB | max rel err |\n"
       "|---:|---|---:|---:|---:|---:|---:|---:|")
 for r in rows:

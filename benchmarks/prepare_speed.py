@@ -3,7 +3,7 @@
     python benchmarks/prepare_speed.py                # all cores
     python benchmarks/prepare_speed.py --workers 1 --repeats 5
 
-Raw: one encode_ordinary_batch call over the 42 works already in memory. Prepare: gptlab.prepare.prepare end to
+Raw: one encode_ordinary_batch call over the 42 works already in memory. Prepare: gptlab.data.pipeline.prepare end to
 end into a temp folder (read files, split, encode, EOTs, shards + sha256, fsync, manifest). The two alternate,
 so load from other processes hits both alike; best and median of N runs each, and the ratio of CPU time used
 (the extra work prepare does, insensitive to other load).
@@ -14,9 +14,9 @@ import os
 import tempfile
 import time
 
-from gptlab.prepare import prepare
-from gptlab.sources import shakespeare_dir
-from gptlab.tokenizer import get_tokenizer
+from gptlab.data.pipeline import prepare
+from gptlab.data.sources import shakespeare_dir
+from gptlab.data.tokenizer import get_tokenizer
 
 p = argparse.ArgumentParser()
 p.add_argument("--workers", type=int, default=os.cpu_count())

@@ -1,247 +1,63 @@
 """Hugging Face GPT-2 <-> gptlab GPT: import the released weights, export a trained model for transformers.
 
-    python -m gptlab.hf export runs/2026-11-27/21-00-00 exports/my-gpt     # run folder (best.ckpt) or a .ckpt
-    python -m gptlab.hf import hf:gpt2 ckpts/gpt2.ckpt                     # GPT-2 as a checkpoint for gptlab.load
-    python -c "from gptlab.hf import from_hf; print(from_hf('hf:gpt2').num_params())"
-    python -c "from transformers import GPT2LMHeadModel as M; M.from_pretrained('exports/my-gpt', local_files_only=True)"
+    python -m gptlab.hf export runs/2026-11-27/21-00-00 exports/my-gpt      # run folder (best.ckpt) or a .ckpt
+    python -m gptlab.hf export model=runs/2026-11-27/21-00-00 out=exports/my-gpt overwrite=true tokenizer=false
+    python -m gptlab.hf import hf:gpt2 ckpts/gpt2.ckpt                      # GPT-2 as a checkpoint gptlab loads
+    python -c "from transformers import GPT2LMHeadModel as M; M.from_pretrained('exports/my-gpt')"
+    python -m gptlab.hf --help
 
-Module names match GPT-2's, so weights map by name; GPT-2's Conv1D layers store [in, out], so those four weights
-are transposed. Released weights come from the Hugging Face cache; they must be downloaded once with internet:
-    python -c "from transformers import GPT2LMHeadModel; GPT2LMHeadModel.from_pretrained('gpt2')"
-
-Export notes: a bias=False model is written with zero biases (GPT2LMHeadModel always has them); a vocab padded
-past GPT-2's 50257 ids (e.g. 50304) is cut to its first 50257 rows, since GPT-2 BPE never emits the padding ids
-(pass gpt2_vocab=False to keep every row and skip the tokenizer). Tokenizer files (vocab.json, merges.txt,
-tokenizer.json) are rebuilt offline from gptlab's tiktoken ranks and checked against tiktoken; when the ranks
-cannot be loaded they are skipped with a note.
+The conversion is gptlab/model/hf.py: weights map by name (GPT-2's Conv1D weights transposed); a bias=False model is
+written with zero biases; a vocab padded past 50257 ids is cut to them. Released weights come from the Hugging Face
+cache; offline and not cached, the import is refused at once, saying what to download.
 """
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import shutil
-import sys
-import uuid
-from dataclasses import asdict
 from pathlib import Path
 
-import torch
+from gptlab import cli
+from gptlab.config.checks import bool_at, require
+from gptlab.model.spec import check_spec
 
-from gptlab.config import GPTConfig
-from gptlab.load import LoadError, build_gpt, load_model
-from gptlab.model import GPT
-from gptlab.tokenizer import EOT, N_VOCAB
-
-NAMES = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
-CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
-GELU_FROM_HF = {"gelu_new": "tanh", "gelu_pytorch_tanh": "tanh", "gelu": "none"}
-GELU_TO_HF = {"tanh": "gelu_new", "none": "gelu"}
-SKIP = (".attn.bias", ".attn.masked_bias")  # causal-mask buffers of older transformers, not weights
-TOKENIZER_CHECK = "Hello world, the future of AI is\n\n  Ünïcödé 你好 🤖 don't 12345\tend  <|endoftext|>"
+ACTIONS = ("export", "import")
 
 
-class HFError(LoadError):
-    """A Hugging Face model is unknown, missing from the cache offline, or not convertible."""
+def check(cfg):
+    action = cli.given(cfg, "action")
+    require(action in ACTIONS, f"the action must be one of {', '.join(ACTIONS)}, got {action!r} "
+            "(python -m gptlab.hf export <run> <folder> | import hf:<name> <file.ckpt>)")
+    spec = cli.given(cfg, "spec")
+    if action == "import" and spec and not str(spec).startswith("hf:") and (Path(spec) / "config.json").is_file():
+        cfg.spec = spec = f"hf:{spec}"  # a local Hugging Face folder
+    msg = check_spec(spec)
+    require(msg is None, msg or "")
+    require(action == "export" or str(cfg.spec).startswith("hf:"),
+            f"import takes hf:<name> or hf:<folder>, got {cfg.spec!r}")
+    out = cli.given(cfg, "out")
+    require(out, f"out= is required: the {'folder' if action == 'export' else '.ckpt file'} to write")
+    bool_at(cfg, "overwrite")
+    bool_at(cfg, "tokenizer")
+    p = Path(out)
+    if action == "export":
+        require(cfg.overwrite or not p.exists() or (p.is_dir() and not any(p.iterdir())),
+                f"{p} exists and is not an empty folder; pass overwrite=true to replace it")
+    return cfg
 
 
-def resolve(name_or_path: str | Path) -> str:
-    """'hf:gpt2' or 'gpt2' -> 'gpt2'; an existing folder -> itself; anything else -> HFError listing the names."""
-    ref = str(name_or_path)
-    ref = ref[3:] if ref.startswith("hf:") else ref
-    if Path(ref).is_dir() or ref in NAMES or ref.removeprefix("openai-community/") in NAMES:
-        return ref
-    raise HFError(f"{name_or_path!r} is neither a folder nor a known GPT-2; valid names: "
-                  + ", ".join(f"hf:{n}" for n in NAMES) + ", or hf:<local Hugging Face GPT-2 folder>")
+def work(cfg) -> None:
+    if cfg.action == "export":
+        from gptlab.model.hf import to_hf
+        from gptlab.model.load import load_model
+        model, info = load_model(cfg.spec)
+        out = to_hf(model, cfg.out, tokenizer=cfg.tokenizer, overwrite=cfg.overwrite)
+        print(f"exported {info['source']} {info['path']} ({model.num_params():,} params) to {out}")
+    else:
+        from gptlab.model.checkpoint import save_checkpoint
+        from gptlab.model.hf import from_hf
+        model = from_hf(cfg.spec)
+        print(f"wrote {save_checkpoint(model, cfg.out)} ({model.num_params():,} params)")
 
 
-def missing_message(ref: str, err: Exception) -> str:
-    from huggingface_hub import constants
-    why = "HF_HUB_OFFLINE=1" if constants.HF_HUB_OFFLINE else "the Hub could not be reached; HF_HUB_OFFLINE=1 skips the retries"
-    last = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
-    return (f"hf:{ref}: the weights are not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and could not be "
-            f"downloaded ({why}). Download them once on a machine with internet:\n"
-            f"    python -c \"from transformers import GPT2LMHeadModel; GPT2LMHeadModel.from_pretrained('{ref}')\"\n"
-            f"  or: hf download {ref}   (huggingface-cli download {ref} on older huggingface_hub)\n"
-            "then copy that cache here (HF_HOME, default ~/.cache/huggingface), or save_pretrained to a folder "
-            f"and pass hf:<folder>. (transformers said: {last})")
-
-
-def config_from_hf(c) -> GPTConfig:
-    """GPTConfig for a transformers GPT2Config; refuses the variants gptlab's GPT does not implement."""
-    if getattr(c, "model_type", "gpt2") != "gpt2":
-        raise HFError(f"model_type {c.model_type!r} is not GPT-2; only GPT-2 checkpoints convert")
-    gelu = GELU_FROM_HF.get(c.activation_function)
-    if gelu is None:
-        raise HFError(f"activation_function {c.activation_function!r} is not supported; gptlab's GPT has "
-                      f"{', '.join(GELU_FROM_HF)} (GELU, tanh approximation or exact)")
-    unsupported = [f"{k}={v!r}" for k, v, ok in [
-        ("n_inner", c.n_inner, c.n_inner in (None, 4 * c.n_embd)),
-        ("layer_norm_epsilon", c.layer_norm_epsilon, abs(c.layer_norm_epsilon - 1e-5) < 1e-12),
-        ("scale_attn_weights", c.scale_attn_weights, c.scale_attn_weights),
-        ("scale_attn_by_inverse_layer_idx", c.scale_attn_by_inverse_layer_idx, not c.scale_attn_by_inverse_layer_idx),
-        ("tie_word_embeddings", c.tie_word_embeddings, c.tie_word_embeddings)] if not ok]
-    if unsupported:
-        raise HFError(f"GPT-2 variant not supported by gptlab's GPT: {', '.join(unsupported)}")
-    return GPTConfig(n_layer=c.n_layer, n_head=c.n_head, n_embd=c.n_embd, block_size=c.n_positions,
-                     vocab_size=c.vocab_size, bias=True, dropout=0.0, gelu=gelu)
-
-
-def from_hf(name_or_path: str | Path, device="cpu", dtype: torch.dtype = torch.float32) -> GPT:
-    """gptlab GPT (eval mode) from hf:gpt2 ... hf:gpt2-xl (HF cache) or a local Hugging Face GPT-2 folder."""
-    from transformers import AutoConfig, GPT2LMHeadModel
-    ref = resolve(name_or_path)
-    local = Path(ref).is_dir()
-    try:
-        hf_cfg = AutoConfig.from_pretrained(ref)  # checked before the weights are read
-    except (OSError, ValueError) as e:
-        raise HFError(f"{ref}: not a loadable Hugging Face folder: {e}" if local else missing_message(ref, e)) from None
-    cfg = config_from_hf(hf_cfg)
-    try:
-        hf = GPT2LMHeadModel.from_pretrained(ref, config=hf_cfg, dtype=dtype)
-    except (OSError, ValueError) as e:
-        raise HFError(f"{ref}: weights not loadable: {e}" if local else missing_message(ref, e)) from None
-    sd = {k: (v.t() if k.endswith(CONV1D) else v) for k, v in hf.state_dict().items() if not k.endswith(SKIP)}
-    return build_gpt(cfg, sd, device, dtype)
-
-
-def gpt2_vocab_merges(enc) -> tuple[dict[str, int], list[tuple[str, str]]]:
-    """GPT-2's vocab.json and merges.txt recovered from a tiktoken Encoding: token bytes are spelled with the
-    byte-level alphabet, and the merge that made token r is where BPE stops using only ranks below r."""
-    from transformers.convert_slow_tokenizer import bytes_to_unicode
-    alphabet = bytes_to_unicode()
-    ranks = {enc.decode_single_token_bytes(i): i for i in range(EOT)}
-    spell = lambda b: "".join(alphabet[x] for x in b)
-    vocab, merges = {spell(t): r for t, r in ranks.items()}, []
-    for token, rank in sorted(ranks.items(), key=lambda kv: kv[1]):
-        parts = [bytes([b]) for b in token]
-        while len(parts) > 2:  # merge the lowest-ranked adjacent pair, as tiktoken's BPE does
-            r, i = min((ranks.get(a + b, rank), i) for i, (a, b) in enumerate(zip(parts, parts[1:])))
-            if r >= rank:
-                break
-            parts[i:i + 2] = [parts[i] + parts[i + 1]]
-        if len(parts) == 2:
-            merges.append((spell(parts[0]), spell(parts[1])))
-        elif len(token) > 1:
-            raise HFError(f"cannot recover the merge for token {rank} ({token!r})")
-    vocab["<|endoftext|>"] = EOT
-    return vocab, merges
-
-
-def write_tokenizer(folder: Path, max_length: int) -> bool:
-    """GPT-2 tokenizer files built from gptlab's tiktoken ranks; False (and a note) if they are unavailable."""
-    from transformers import GPT2Tokenizer
-    from gptlab.tokenizer import get_tokenizer
-    try:
-        enc = get_tokenizer()
-    except RuntimeError as e:
-        print(f"note: tokenizer files skipped (GPT-2 ranks unavailable): {str(e).splitlines()[0]}")
-        return False
-    vocab, merges = gpt2_vocab_merges(enc)
-    tok = GPT2Tokenizer(vocab=vocab, merges=merges, model_max_length=max_length)
-    if tok.encode(TOKENIZER_CHECK) != enc.encode(TOKENIZER_CHECK, allowed_special="all"):  # never ship a wrong one
-        raise HFError("the rebuilt Hugging Face tokenizer disagrees with tiktoken; not exporting it")
-    tok.save_pretrained(folder)
-    (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
-    (folder / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges), encoding="utf-8")
-    return True
-
-
-def hf_state_dict(model: GPT, n_vocab: int, hf_keys: dict[str, torch.Size]) -> dict[str, torch.Tensor]:
-    """GPT2LMHeadModel weights: Conv1D ones transposed, vocab rows cut to n_vocab, zeros for absent biases."""
-    sd = {}
-    for k, v in model.state_dict().items():
-        v = v.detach().cpu()
-        sd[k] = v[:n_vocab] if k in ("transformer.wte.weight", "lm_head.weight") else v.t() if k.endswith(CONV1D) else v
-    for k, shape in hf_keys.items():
-        if k not in sd and k.endswith(".bias"):  # bias=False model: GPT-2 adds a bias, zero changes nothing
-            sd[k] = torch.zeros(shape, dtype=sd["transformer.wte.weight"].dtype)
-    sd["lm_head.weight"] = sd["transformer.wte.weight"]
-    return {k: v.contiguous() for k, v in sd.items()}
-
-
-def to_hf(model: GPT, out_dir: str | Path, tokenizer: bool = True, gpt2_vocab: bool = True,
-          overwrite: bool = False) -> Path:
-    """Write a transformers GPT2LMHeadModel folder (config, safetensors, tokenizer files), built next to out_dir
-    and renamed into place. gpt2_vocab: the model's ids are GPT-2 BPE, so padding rows past 50257 are dropped."""
-    from transformers import GPT2Config, GPT2LMHeadModel
-    c, out = model.config, Path(out_dir)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise HFError(f"{out} exists and is not an empty folder; pass overwrite=True (--overwrite) to replace it")
-    n_vocab = N_VOCAB if gpt2_vocab and c.vocab_size > N_VOCAB else c.vocab_size
-    eot = EOT if n_vocab > EOT else None
-    hf_cfg = GPT2Config(vocab_size=n_vocab, n_positions=c.block_size, n_embd=c.n_embd, n_layer=c.n_layer,
-                        n_head=c.n_head, activation_function=GELU_TO_HF[c.gelu], resid_pdrop=c.dropout,
-                        embd_pdrop=c.dropout, attn_pdrop=c.dropout, bos_token_id=eot, eos_token_id=eot,
-                        tie_word_embeddings=True)
-    with torch.device("meta"):  # the architecture only: real tensors are assigned below
-        hf = GPT2LMHeadModel(hf_cfg)
-    hf_keys = {k: v.shape for k, v in hf.state_dict().items()}
-    hf.load_state_dict(hf_state_dict(model, n_vocab, hf_keys), strict=True, assign=True)
-    hf.lm_head.weight = hf.transformer.wte.weight
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.mkdir()
-    try:
-        hf.save_pretrained(tmp)
-        (tmp / "gptlab.json").write_text(json.dumps({"config": asdict(c), "exported_vocab": n_vocab}, indent=2))
-        if tokenizer and not (gpt2_vocab and n_vocab == N_VOCAB):
-            print(f"note: tokenizer files skipped: the model's {c.vocab_size} ids are not GPT-2 BPE")
-        elif tokenizer:
-            write_tokenizer(tmp, c.block_size)
-        if out.exists():  # swap: the old folder is removed only once the new one is in place
-            old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old) if old.is_dir() else old.unlink()
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
-
-
-def save_checkpoint(model: GPT, path: str | Path) -> Path:
-    """A minimal GPTModule-shaped checkpoint (hyper_parameters + state_dict) that gptlab.load reads."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    ckpt = {"hyper_parameters": {"model": asdict(model.config)}, "global_step": 0,
-            "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}}
-    try:
-        torch.save(ckpt, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m gptlab.hf", description=__doc__.split("\n")[0])
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    ex = sub.add_parser("export", help="a run folder, .ckpt or hf:name -> a transformers GPT2LMHeadModel folder")
-    ex.add_argument("spec")
-    ex.add_argument("out_dir")
-    ex.add_argument("--overwrite", action="store_true", help="replace out_dir if it exists")
-    ex.add_argument("--no-tokenizer", action="store_true", help="write the model only")
-    im = sub.add_parser("import", help="hf:name or a Hugging Face folder -> a gptlab .ckpt")
-    im.add_argument("name")
-    im.add_argument("out_ckpt")
-    args = ap.parse_args(argv)
-    try:
-        if args.cmd == "export":
-            model, info = load_model(args.spec)
-            out = to_hf(model, args.out_dir, tokenizer=not args.no_tokenizer, overwrite=args.overwrite)
-            print(f"exported {info['source']} {info['path']} ({model.num_params():,} params) to {out}")
-        else:
-            model = from_hf(args.name)
-            print(f"wrote {save_checkpoint(model, args.out_ckpt)} ({model.num_params():,} params)")
-    except LoadError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
-
+ENTRY = cli.Entry("hf", check, work, positional=("action", "model", "out"), aliases={"model": "spec"})
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run(ENTRY)

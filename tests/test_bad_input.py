@@ -15,15 +15,16 @@ import sys
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings, strategies as st
+from helpers import ROOT, TINY, composed, run_train
 from hydra import compose, initialize_config_dir
 from hydra._internal.config_loader_impl import ConfigLoaderImpl
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
-from conftest import ROOT, TINY, composed, run_train
 from gptlab.config import PRECISIONS, SCHEDULES, ConfigError, GPTConfig, accumulation, validate
-from gptlab.schedules import lr_at
+from gptlab.training.schedules import lr_at
 
 BASES = {  # a few group selections; the fuzz varies values on top of them
     "default": [],
@@ -221,18 +222,16 @@ def test_the_fuzz_path_agrees_with_a_full_compose(bases):
 
 
 def test_a_preset_requirement_is_not_lost_in_the_merge(bases):
-    """experiment=finetune marks init ???, but OmegaConf's merge keeps train.yaml's null under a ???: without the
-    check the "fine-tune" would start from random weights."""
-    from gptlab.config import unset_mandatory
+    """experiment=finetune requires init (required: {init: why}); a ??? there would not survive OmegaConf's merge over
+    train.yaml's null, and the "fine-tune" would start from random weights."""
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=["experiment=finetune"])
-        given_init = compose("train", overrides=["experiment=finetune", "init=hf:gpt2"])
-    assert cfg.init is None  # the merge
-    choices = {"experiment": "finetune", "data": "shakespeare", "model": "tiny"}
-    want = ["init must be set: experiment=finetune marks it ??? (required)"]
-    assert unset_mandatory(cfg, choices, ROOT / "conf") == want
-    assert unset_mandatory(given_init, choices, ROOT / "conf") == []
-    assert unset_mandatory(bases["default"], {"data": "text"}, ROOT / "conf") == []  # still ???: prepare's business
+        cfg = compose("train", overrides=["experiment=finetune", "paths.run_dir=/tmp/unused"])
+        given_init = compose("train", overrides=["experiment=finetune", "init=hf:gpt2", "paths.run_dir=/tmp/unused"])
+    assert cfg.init is None and list(cfg.required) == ["init"]
+    with pytest.raises(ConfigError, match=r"^init must be set: experiment=finetune needs the weights to start from"):
+        validate(cfg)
+    assert validate(given_init).init == "hf:gpt2"
+    validate(bases["default"])  # nothing required by default
 
 
 # --- the command line -------------------------------------------------------------------------------------------------
@@ -245,8 +244,8 @@ def test_a_preset_requirement_is_not_lost_in_the_merge(bases):
     (["optim.lr=inf"], "config error: optim.lr must be a finite number, got inf"),
     (["data.block_size=0"], "config error: data.block_size=0 must be between 1 and model.block_size=32"),
     (["resume=/no/such/run"], "config error: resume=/no/such/run: no checkpoint at /no/such/run (give a run folder"),
-    (["experiment=finetune"], "config error: init must be set: experiment=finetune marks it ??? (required): a run "
-                              "folder, a .ckpt or hf:gpt2"),
+    (["experiment=finetune"], "config error: init must be set: experiment=finetune needs the weights to start from: "
+                              "init=<run folder, .ckpt or hf:gpt2 ... hf:gpt2-xl>"),
     (["experiment=finetune", "init=/no/such.ckpt"], "config error: init=/no/such.ckpt: no such run folder or .ckpt"),
 ])
 def test_cli_fails_fast_naming_the_key(tmp_path, args, message):
@@ -278,14 +277,15 @@ def test_edge_valid_configs_train(tiny_data, tmp_path):
 def test_wrong_tokenizer_in_the_manifest_is_refused_before_training(tiny_data, tmp_path):
     """A dataset prepared with another tokenizer (the manifest says so): the datamodule's check names both."""
     import shutil
-    from gptlab.data import TokenDataModule
-    from gptlab.shards import ShardError
+
+    from gptlab.data.datamodule import TokenDataModule
+    from gptlab.data.shards import ShardError
     d = tmp_path / "other"
     shutil.copytree(tiny_data / "tiny", d)
     m = json.loads((d / "manifest.json").read_text())
     (d / "manifest.json").write_text(json.dumps({**m, "tokenizer": "cl100k_base", "vocab_size": 100277}))
-    with pytest.raises(ShardError, match=r"other/manifest\.json: prepared with tokenizer 'cl100k_base' \(vocab 100277\),"
-                                         r" but 'gpt2' \(vocab 50257\) is expected"):
+    with pytest.raises(ShardError, match=r"other/manifest\.json: prepared with tokenizer 'cl100k_base' "
+                                         r"\(vocab 100277\), but 'gpt2' \(vocab 50257\) is expected"):
         TokenDataModule(str(d), 32, 4).check()
 
 
@@ -296,7 +296,7 @@ def test_wrong_tokenizer_in_the_manifest_is_refused_before_training(tiny_data, t
     (b"\xff\xfe{", "not valid JSON"),
 ])
 def test_damaged_manifest_is_refused(tmp_path, manifest, message):
-    from gptlab.shards import ShardError, load_manifest
+    from gptlab.data.shards import ShardError, load_manifest
     (tmp_path / "ds").mkdir()
     path = tmp_path / "ds" / "manifest.json"
     path.write_bytes(manifest if isinstance(manifest, bytes) else manifest.encode())
@@ -306,8 +306,9 @@ def test_damaged_manifest_is_refused(tmp_path, manifest, message):
 
 @pytest.mark.parametrize("cut", ["empty", "half", "last_byte"])
 def test_truncated_checkpoint_is_refused_clearly(tmp_path, cut):
-    from gptlab.guards import checkpoint_step
-    from gptlab.load import LoadError, load_model
+    from gptlab.model.checkpoint import LoadError
+    from gptlab.model.load import load_model
+    from gptlab.training.guards import checkpoint_step
     path = tmp_path / "run" / "checkpoints" / "last.ckpt"
     path.parent.mkdir(parents=True)
     torch.save({"global_step": 3, "optimizer_states": [], "state_dict": {"w": torch.zeros(10_000)}}, path)
@@ -321,20 +322,21 @@ def test_truncated_checkpoint_is_refused_clearly(tmp_path, cut):
 
 @pytest.mark.slow
 def test_truncated_last_checkpoint_on_resume(tiny_data, tmp_path):
-    """What a pre-atomic writer could leave: resume= says which file is damaged, exits 1, writes nothing."""
+    """What a pre-atomic writer could leave: resume= says which file is damaged, exits 2 (refused before any work:
+    it is read before the run folder is claimed), writes nothing."""
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
     (run / "checkpoints" / "last.ckpt").write_bytes(b"PK\x03\x04 truncated")
     p = run_train([f"resume={run}", f"hydra.run.dir={tmp_path / 'call'}"], tiny_data, tmp_path, check=False)
-    assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr[-3000:]
+    assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr[-3000:]
     assert f"error: {run}/checkpoints/last.ckpt: not a readable torch checkpoint (truncated" in p.stderr
-    assert sorted(os.listdir(run)) == [".lock", "checkpoints"]
+    assert sorted(os.listdir(run)) == ["checkpoints"]
 
 
 @pytest.mark.parametrize("source", ["text", "chat"])
 def test_non_utf8_jsonl_names_file_line_and_byte(tmp_path, source):
-    from gptlab import sources
-    from gptlab.sources import SourceError
+    from gptlab.data import sources
+    from gptlab.data.sources import SourceError
     good = {"text": '{"text": "fine"}', "chat": '{"messages": [{"role": "user", "content": "hi"}]}'}[source]
     bad = good.replace("fine" if source == "text" else "hi", "caf\xe9").encode("latin-1")
     (tmp_path / "rows.jsonl").write_bytes(good.encode() + b"\n" + bad + b"\n" + good.encode() + b"\n")
@@ -348,8 +350,9 @@ def test_non_utf8_jsonl_names_file_line_and_byte(tmp_path, source):
 def test_corrupted_shard_bytes_fail_before_training(tiny_data, tmp_path):
     """One flipped bit in a shard: the datamodule's check (run before any model is built) names the file."""
     import shutil
-    from gptlab.data import TokenDataModule
-    from gptlab.shards import ShardError
+
+    from gptlab.data.datamodule import TokenDataModule
+    from gptlab.data.shards import ShardError
     d = tmp_path / "tiny"
     shutil.copytree(tiny_data / "tiny", d)
     (d / ".verified.json").unlink(missing_ok=True)

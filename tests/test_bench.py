@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from gptlab.model import GPT, GPTConfig
+from gptlab.config.schema import GPTConfig
+from gptlab.model.gpt import GPT
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=16, vocab_size=50304, bias=False)
@@ -49,7 +50,7 @@ def test_flops_per_token_matches_counted_matmuls():
 
 
 def test_dense_bf16_peaks(monkeypatch):
-    from gptlab.callbacks import gpu_bf16_peak, peak_flops
+    from gptlab.training.hardware import gpu_bf16_peak, peak_flops
     assert gpu_bf16_peak("NVIDIA H100 80GB HBM3") == 989e12  # SXM
     assert gpu_bf16_peak("NVIDIA H200") == 989e12
     assert gpu_bf16_peak("NVIDIA H100 PCIe") == 756e12
@@ -63,7 +64,7 @@ def test_dense_bf16_peaks(monkeypatch):
 
 
 def test_jemalloc_setting(monkeypatch, tmp_path):
-    from gptlab.perf import allocator, jemalloc
+    from gptlab.training.perf import allocator, jemalloc
     monkeypatch.setenv("GPTLAB_JEMALLOC", "0")
     assert jemalloc() is None
     monkeypatch.setenv("GPTLAB_JEMALLOC", str(tmp_path / "missing.so"))
@@ -75,7 +76,7 @@ def test_jemalloc_setting(monkeypatch, tmp_path):
 
 
 def test_reexec_preloads_jemalloc_once_keeping_a_users_malloc_conf(monkeypatch, tmp_path):
-    from gptlab import perf
+    from gptlab.training import perf
     calls = []
     monkeypatch.setattr(perf, "jemalloc", lambda: "/lib/libjemalloc.so.2")
     monkeypatch.setattr(perf, "allocator", lambda: "default")
@@ -100,10 +101,11 @@ def test_training_step_has_no_host_sync_between_log_rows(tmp_path, monkeypatch):
     counters are exempt: without the fused kernel they stay on the CPU whatever the device, so reading them syncs
     nothing."""
     import lightning as L
-    from gptlab.bench import synthetic_dataset
-    from gptlab.callbacks import Progress, Throughput
-    from gptlab.data import TokenDataModule
-    from gptlab.module import GPTModule
+
+    from gptlab.data.datamodule import TokenDataModule
+    from gptlab.training.callbacks import Progress, Throughput
+    from gptlab.training.module import GPTModule
+    from gptlab.training.speed import synthetic_dataset
 
     data = synthetic_dataset(tmp_path, 20_000, 2_000, 0)
     module = GPTModule(dict(n_layer=1, n_head=2, n_embd=32, block_size=32), max_steps=100, tokens_per_step=64)
@@ -166,7 +168,7 @@ def test_bench_writes_table_and_json(tmp_path):
     assert r["projection"]["hours"] == pytest.approx(655_360_000 / r["train"]["lightning"]["tokens_per_s"] / 3600)
     assert r["max_rss_gb"] > 0 and len(r["load_avg"]["end"]) == 3
     assert r["data"] == "synthetic" and r["config"]["model"]["n_layer"] == 1
-    from gptlab.perf import jemalloc
+    from gptlab.training.perf import jemalloc
     assert r["allocator"] == ("jemalloc" if jemalloc() else "default")
     assert "| lightning |" in p.stdout and "lightning / bare tokens/s" in p.stdout and "speedup" in p.stdout
 

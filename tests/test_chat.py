@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import run_train
 
-from conftest import run_train
-from gptlab.data import TokenDataModule, TrainWindows
-from gptlab.module import GPTModule
-from gptlab.prepare import encode_doc, prepare
-from gptlab.shards import ShardError, load_manifest, open_mask, open_shard, verify
-from gptlab.sources import SourceError, chat_segments, render_chat
+from gptlab.data.datamodule import TokenDataModule, TrainWindows
+from gptlab.data.pipeline import encode_doc, prepare
+from gptlab.data.shards import ShardError, load_manifest, open_mask, open_shard, verify
+from gptlab.data.sources import SourceError, chat_segments, render_chat
+from gptlab.training.module import GPTModule
 
 EOT = 50256
 CONV = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi there"},
@@ -174,6 +174,7 @@ def test_validation_step_counts_only_unmasked_targets():
     torch.testing.assert_close(m.val_nll.compute().float(), nll / 14, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_short_chat_run_trains(chat_root, tmp_path):
     run = tmp_path / "run"
     p = run_train(["data=chat", "data.name=chat_tiny", "trainer.max_steps=10", f"hydra.run.dir={run}"],

@@ -1,4 +1,4 @@
-"""gptlab.eval and gptlab.tasks against independent hand computations on a tiny random GPT (block_size 32).
+"""gptlab.eval and gptlab.evaluation.tasks against independent hand computations on a tiny random GPT (block_size 32).
 
     .venv/bin/python -m pytest tests/test_eval.py -q
 
@@ -19,12 +19,22 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gptlab.eval import bits_per_byte, evaluate, hydra_argv, perplexity, text_bytes, windows
-from gptlab.load import LoadError
-from gptlab.model import GPT, GPTConfig
-from gptlab.shards import write_manifest, write_shard
-from gptlab.tasks import (TaskError, encode_pair, hellaswag_doc, loglikelihood, rolling_windows, run_task,
-                          task_names, wikitext_detokenize)
+from gptlab import GPT, GPTConfig, cli
+from gptlab.data.shards import write_manifest, write_shard
+from gptlab.eval import ENTRY as EVAL
+from gptlab.evaluation.perplexity import bits_per_byte, perplexity, text_bytes, windows
+from gptlab.evaluation.suite import evaluate
+from gptlab.evaluation.tasks import (
+    TaskError,
+    encode_pair,
+    hellaswag_doc,
+    loglikelihood,
+    rolling_windows,
+    run_task,
+    task_names,
+    wikitext_detokenize,
+)
+from gptlab.model.checkpoint import LoadError
 
 ROOT = Path(__file__).resolve().parents[1]
 V, EOT = 50257, 50256
@@ -173,12 +183,15 @@ def test_wikitext_detokenizer_rules(raw, want):
     assert wikitext_detokenize(raw) == want
 
 
-PAGE = (" = Valkyria Chronicles III = \n \n Senjō no Valkyria 3 : Unrecorded Chronicles ( Japanese : 戦場のヴァルキュリア3 , "
+PAGE = (" = Valkyria Chronicles III = \n \n Senjō no Valkyria 3 : Unrecorded Chronicles ( Japanese : "
+        "戦場のヴァルキュリア3 , "
         "lit . Valkyria of the Battlefield 3 ) , commonly referred to as Valkyria Chronicles III outside Japan , is a "
         "tactical role @-@ playing video game . \n \n = = Gameplay = = \n \n The game 's battle system , the BliTZ "
         "system , is carried over directly from Valkyira Chronicles . It sold 1 @,@ 500 copies at 3 @.@ 5 dollars . \n")
-PAGE_DETOK = (" = Valkyria Chronicles III =\n\nSenjō no Valkyria 3: Unrecorded Chronicles (Japanese: 戦場のヴァルキュリア3, "
-              "lit. Valkyria of the Battlefield 3), commonly referred to as Valkyria Chronicles III outside Japan, is a "
+PAGE_DETOK = (" = Valkyria Chronicles III =\n\nSenjō no Valkyria 3: Unrecorded Chronicles (Japanese: "
+              "戦場のヴァルキュリア3, "
+              "lit. Valkyria of the Battlefield 3), commonly referred to as Valkyria Chronicles III outside Japan, "
+              "is a "
               "tactical role-playing video game.\n\n== Gameplay ==\n\nThe game's battle system, the BliTZ "
               "system, is carried over directly from Valkyira Chronicles. It sold 1,500 copies at 3.5 dollars.\n")
 PAGE2 = " = Short = \n \n A tiny page . \n"
@@ -213,7 +226,8 @@ def test_rolling_windows_cover_each_token_once():
 
 
 HELLASWAG = [
-    {"ind": 4, "activity_label": "Home and Garden", "ctx_a": "[header] How to clean a mat [title] Shake the mat outside.",
+    {"ind": 4, "activity_label": "Home and Garden",
+     "ctx_a": "[header] How to clean a mat [title] Shake the mat outside.",
      "ctx_b": "[step] Then vacuum It", "ctx": "", "split": "val", "split_type": "indomain", "label": "1",
      "endings": ["[substeps] Use a  brush.", "Wash it in the sink.", "Burn it.", "Sell the mat [title] online."],
      "source_id": "wikihow~1"},
@@ -293,5 +307,5 @@ def test_cli(model, tmp_path):
 
 
 def test_hydra_argv():
-    assert hydra_argv(["eval.py", "model=hf:gpt2", "tasks=lambada,wikitext", "tasks=[a,b]", "model.x=1"]) == \
-        ["eval.py", "spec=hf:gpt2", "tasks='lambada,wikitext'", "tasks=[a,b]", "model.x=1"]
+    assert cli.rewrite(["model=hf:gpt2", "tasks=lambada,wikitext", "tasks=[a,b]", "model.x=1"], EVAL) == \
+        ["spec=hf:gpt2", "tasks='lambada,wikitext'", "tasks=[a,b]", "model.x=1"]

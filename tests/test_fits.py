@@ -1,4 +1,4 @@
-"""Power-law fits (gptlab.fits) on synthetic curves with known parameters, and the sweep report built on them.
+"""Power-law fits (gptlab.analysis.fits) on synthetic curves with known parameters, and the sweep report built on them.
 
     .venv/bin/python -m pytest tests/test_fits.py -q
 """
@@ -6,10 +6,14 @@ import math
 
 import numpy as np
 import pytest
-
-from gptlab.fits import MIN_POINTS, FitError, fit_power_law, parse_count
-from gptlab.report import ReportError, main, write_report
+from helpers import run_entry
 from test_report import TINY, fake_run
+
+from gptlab.analysis.fits import MIN_POINTS, FitError, fit_power_law
+from gptlab.analysis.report import write_report
+from gptlab.analysis.runs import ReportError
+from gptlab.report import ENTRY as REPORT
+from gptlab.units import parse_count
 
 TOKENS = np.arange(1, 11) * 51_200.0  # ten evals, as a 400-step run of 4 x 64 tokens evaluated every 40 steps
 
@@ -110,7 +114,7 @@ def test_sweep_report_fits_plateaus_and_size_law(size_sweep, tmp_path):
 
 def test_size_law_refused_with_too_few_sizes(size_sweep, tmp_path, capsys):
     root, _ = size_sweep
-    assert main([str(root / "0"), str(root / "1"), str(root / "2"), "--out", str(tmp_path / "r"),
+    assert run_entry(REPORT, [str(root / "0"), str(root / "1"), str(root / "2"), f"out={tmp_path / 'r'}",
                  "predict=124M"]) == 0
     out = capsys.readouterr().out
     assert "Refused: 3 distinct points" in out and "| 124M |" not in out  # no prediction without a fit

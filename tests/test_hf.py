@@ -3,11 +3,16 @@ import os
 
 import pytest
 import torch
+from helpers import run_entry
 from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
-from gptlab.hf import HFError, from_hf, main, to_hf
-from gptlab.load import LoadError, check_compatible, load_model
-from gptlab.model import GPT, GPTConfig
+from gptlab.config.schema import GPTConfig
+from gptlab.errors import Refused
+from gptlab.hf import ENTRY as HF
+from gptlab.model.checkpoint import LoadError, check_compatible
+from gptlab.model.gpt import GPT
+from gptlab.model.hf import HFError, from_hf, to_hf
+from gptlab.model.load import load_model
 
 TINY = dict(n_layer=2, n_head=2, n_embd=32)
 
@@ -45,11 +50,13 @@ def test_from_hf_folder_gives_transformers_logits(hf_dir):
     with torch.no_grad():
         assert (m(x)[0] - hf(x).logits).abs().max() < 1e-4
     same, info = load_model(f"hf:{path}")
-    assert info["source"] == "hf" and torch.equal(same.transformer.h[1].mlp.c_fc.weight, m.transformer.h[1].mlp.c_fc.weight)
+    assert info["source"] == "hf" and torch.equal(same.transformer.h[1].mlp.c_fc.weight,
+                                                  m.transformer.h[1].mlp.c_fc.weight)
 
 
 def test_from_hf_refuses_other_activations(tmp_path):
-    GPT2LMHeadModel(GPT2Config(**TINY, n_positions=16, vocab_size=64, activation_function="relu")).save_pretrained(tmp_path)
+    GPT2LMHeadModel(GPT2Config(**TINY, n_positions=16, vocab_size=64,
+                               activation_function="relu")).save_pretrained(tmp_path)
     with pytest.raises(HFError, match="activation_function 'relu' is not supported"):
         from_hf(tmp_path)
 
@@ -82,11 +89,11 @@ def test_to_hf_refuses_a_full_folder_and_replaces_it_whole(tmp_path, monkeypatch
     out = tmp_path / "export"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    with pytest.raises(HFError, match="overwrite=True"):
+    with pytest.raises(HFError, match="overwrite=true"):
         to_hf(gpt(), out, tokenizer=False)
     assert (out / "keep.txt").read_text() == "mine"
-    import gptlab.hf
-    monkeypatch.setattr(gptlab.hf, "write_tokenizer", lambda *a: 1 / 0)  # a failure mid-write
+    import gptlab.model.hf
+    monkeypatch.setattr(gptlab.model.hf, "write_tokenizer", lambda *a: 1 / 0)  # a failure mid-write
     with pytest.raises(ZeroDivisionError):
         to_hf(gpt(), out, overwrite=True)
     assert sorted(os.listdir(out)) == ["keep.txt"] and sorted(os.listdir(tmp_path)) == ["export"]
@@ -99,7 +106,8 @@ def test_to_hf_refuses_a_full_folder_and_replaces_it_whole(tmp_path, monkeypatch
 def test_load_model_reads_a_lightning_run_folder_and_checkpoint(tmp_path):
     import lightning as L
     from torch.utils.data import DataLoader, TensorDataset
-    from gptlab.module import GPTModule
+
+    from gptlab.training.module import GPTModule
     torch.manual_seed(0)
     module = GPTModule(dict(**TINY, block_size=16, vocab_size=50304, bias=False), max_steps=1)
     x = torch.randint(0, 50257, (4, 17))
@@ -140,7 +148,8 @@ def test_load_model_refuses_a_pickle_payload_without_running_it(tmp_path):
         load_model(path)
     assert not marker.exists()
     # the payload is live (an unrestricted unpickler would call builtins.exec), read without executing anything
-    import pickletools, zipfile
+    import pickletools
+    import zipfile
     with zipfile.ZipFile(path) as z:
         pkl = z.read(next(n for n in z.namelist() if n.endswith("data.pkl")))
     ops = [(op.name, arg) for op, arg, _ in pickletools.genops(pkl)]
@@ -158,13 +167,14 @@ def test_missing_hf_model_offline_explains_the_one_time_download(tmp_path, monke
     with pytest.raises(HFError) as e:
         load_model("hf:gpt2")
     msg = str(e.value)
-    assert "Download them once" in msg and "from_pretrained('gpt2')" in msg and "Traceback" not in msg
+    assert "not in the Hugging Face cache" in msg and "`hf download gpt2`" in msg and "hf:<local folder>" in msg
+    assert "\n" not in msg and isinstance(e.value, Refused)  # one line; exit 2 from every entry point
     with pytest.raises(HFError, match="valid names: hf:gpt2, hf:gpt2-medium, hf:gpt2-large, hf:gpt2-xl"):
         from_hf("hf:gpt-3")
 
 
 def test_unknown_spec_and_incompatible_models_are_refused_clearly(tmp_path):
-    with pytest.raises(LoadError, match="(?s)accepted forms:.*run folder.*ckpt.*hf:gpt2"):
+    with pytest.raises(LoadError, match="no such run folder or file; model= takes a run folder.*ckpt.*hf:gpt2"):
         load_model(tmp_path / "nothing-here")
     m = gpt(block_size=32, vocab_size=50304)
     check_compatible(m, vocab_size=50257, block_size=32)
@@ -176,10 +186,10 @@ def test_unknown_spec_and_incompatible_models_are_refused_clearly(tmp_path):
 
 def test_cli_imports_and_exports(hf_dir, tmp_path):
     path, hf = hf_dir
-    assert main(["import", str(path), str(tmp_path / "gpt2.ckpt")]) == 0
-    assert main(["export", str(tmp_path / "gpt2.ckpt"), str(tmp_path / "back"), "--no-tokenizer"]) == 0
+    assert run_entry(HF, ["import", str(path), str(tmp_path / "gpt2.ckpt")]) == 0
+    assert run_entry(HF, ["export", str(tmp_path / "gpt2.ckpt"), str(tmp_path / "back"), "tokenizer=false"]) == 0
     back = GPT2LMHeadModel.from_pretrained(tmp_path / "back", local_files_only=True).eval()
     x = tokens(seed=1)
     with torch.no_grad():
         assert (back(x).logits - hf(x).logits).abs().max() < 1e-4
-    assert main(["export", str(tmp_path / "gpt2.ckpt"), str(tmp_path / "back")]) == 2  # exists: refused
+    assert run_entry(HF, ["export", str(tmp_path / "gpt2.ckpt"), str(tmp_path / "back")]) == 2  # exists: refused

@@ -5,7 +5,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gptlab.model import GPT, GPTConfig, chunked_cross_entropy, filter_logits
+from gptlab.config.schema import GPTConfig
+from gptlab.model.gpt import GPT
+from gptlab.model.loss import chunked_cross_entropy
+from gptlab.model.sampling import filter_logits
 
 
 def small(**kw):
@@ -78,7 +81,7 @@ def test_chunked_loss_and_gradients_equal_the_plain_path():
 def test_a_device_without_chunking_takes_the_plain_path(monkeypatch):
     """CHUNK[device] = None (CUDA: compiled full logits are faster there): return_logits=False still returns
     (None, loss), the loss of the plain path; chunked_cross_entropy then runs as one chunk."""
-    import gptlab.model as model
+    import gptlab.model.loss as model
     m = small()
     x, y = torch.randint(0, 101, (2, 12)), torch.randint(0, 101, (2, 12))
     plain = m(x, y)[1]
@@ -125,7 +128,7 @@ def test_kv_cache_greedy_generation_equals_uncached(prompt_len, new):
 
 
 def test_kv_cache_logits_equal_full_forward():
-    from gptlab.model import KVCache
+    from gptlab.model.gpt import KVCache
     m = small().eval()
     idx = torch.randint(0, 101, (1, 12))
     full = m(idx)[0]

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gptlab import sources
-from gptlab.prepare import prepare
-from gptlab.shards import ShardError, load_manifest, open_split, verify
-from gptlab.sources import SourceError
+from gptlab.data import sources
+from gptlab.data.pipeline import prepare
+from gptlab.data.shards import ShardError, load_manifest, open_split, verify
+from gptlab.data.sources import SourceError
 
 EOT = 50256
 ROOT = Path(__file__).resolve().parents[1]
@@ -184,5 +184,5 @@ def test_cli(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus", "data"]
     cmd[-2] = f"data.source_args.paths=[{tmp_path / 'missing'}]"
     run = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, env=env)
-    assert run.returncode == 1 and run.stderr.startswith("error: ") and "missing: no such file" in run.stderr
+    assert run.returncode == 2 and run.stderr.startswith("error: ") and "missing: no such file" in run.stderr
     assert "Traceback" not in run.stderr

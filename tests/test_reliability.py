@@ -20,12 +20,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import ROOT, TINY, run_train
 
-from conftest import ROOT, TINY, run_train
-from gptlab import guards
-from gptlab.guards import (AtomicCheckpointIO, CheckpointWriteError, FiniteLossGuard, InjectNonFinite, NonFiniteLoss,
-                           RNGState, WRITE_DELAY_ENV)
-from gptlab.runlock import RunFolderError, RunLock, claim
+from gptlab import fs
+from gptlab.training.drills import InjectNonFinite
+from gptlab.training.guards import (
+    WRITE_DELAY_ENV,
+    AtomicCheckpointIO,
+    CheckpointWriteError,
+    FiniteLossGuard,
+    NonFiniteLoss,
+    RNGState,
+)
+from gptlab.training.runlock import RunFolderError, RunLock, claim
 
 # --- helpers -----------------------------------------------------------------------------------------------------
 
@@ -87,7 +94,7 @@ ACCUM = 2  # data.global_batch=8 / data.batch_size=4: two micro batches a step, 
 
 
 def trace_args(path):
-    return ["+callbacks.trace._target_=gptlab.guards.BatchTrace", f"+callbacks.trace.path={path}"]
+    return ["+callbacks.trace._target_=gptlab.training.drills.BatchTrace", f"+callbacks.trace.path={path}"]
 
 
 @pytest.mark.slow
@@ -157,8 +164,8 @@ def test_sigkill_and_resume_equals_an_uninterrupted_run(tiny_data, tmp_path):
     assert reference.wait(600) == 0, (tmp_path / "ref.log").read_text()[-3000:]
 
     # the reference read batches k = 0..59 in order, and batch k is TrainWindows.batch_at(k), computed here apart
-    from gptlab.data import TrainWindows
-    from gptlab.shards import open_split
+    from gptlab.data.datamodule import TrainWindows
+    from gptlab.data.shards import open_split
     want = read_trace(ref_trace)
     assert [(s, k) for _, s, k, _ in want] == [(k // ACCUM, k) for k in range(30 * ACCUM)]
     windows = TrainWindows([m.filename for m in open_split(tiny_data / "tiny", "train")], 32, 4, 1337, 0)
@@ -191,6 +198,7 @@ def test_resume_writes_into_the_resumed_folder(tmp_path, monkeypatch):
     """resume= points paths.run_dir (hence the checkpoint callbacks' dirpath) at the resumed run, not at the new
     folder Hydra makes for the command: else a second crash resumes from a stale last.ckpt."""
     from hydra import compose, initialize_config_dir
+
     from gptlab.config import validate
     from gptlab.train import point_at_resumed_run
     (tmp_path / "old" / "checkpoints").mkdir(parents=True)
@@ -251,11 +259,11 @@ def test_full_disk_fails_the_write_and_keeps_the_previous_checkpoint(tmp_path, m
     before = sha(path)
     if where == "write":  # the disk fills after 64 KiB of the new file
         real_open = open
-        monkeypatch.setattr(guards, "open", lambda p, mode: FullDisk(real_open(p, mode), 1 << 16), raising=False)
+        monkeypatch.setattr(fs, "open", lambda p, mode: FullDisk(real_open(p, mode), 1 << 16), raising=False)
     elif where == "fsync":  # delayed allocation: the error comes when the data is flushed to disk
-        monkeypatch.setattr(guards.os, "fsync", failing(OSError(errno.ENOSPC, "No space left on device")))
+        monkeypatch.setattr(fs.os, "fsync", failing(OSError(errno.ENOSPC, "No space left on device")))
     else:
-        monkeypatch.setattr(guards.os, "replace", failing(OSError(errno.EIO, "Input/output error")))
+        monkeypatch.setattr(fs.os, "replace", failing(OSError(errno.EIO, "Input/output error")))
     with pytest.raises(CheckpointWriteError) as e:
         io_.save_checkpoint({"global_step": 10, "w": torch.zeros(100_000)}, path)
     msg = str(e.value)
@@ -291,8 +299,8 @@ def tiny_trainer(ckpt_dir, max_steps, callbacks=(), log_every=1, **kw):
 
 
 def tiny_module_and_data(data_root, max_steps):
-    from gptlab.data import TokenDataModule
-    from gptlab.module import GPTModule
+    from gptlab.data.datamodule import TokenDataModule
+    from gptlab.training.module import GPTModule
     torch.manual_seed(0)
     module = GPTModule(dict(n_layer=1, n_head=2, n_embd=32, block_size=32), optim=dict(lr=3e-3),
                        sched=dict(warmup_steps=2), max_steps=max_steps, tokens_per_step=128)
@@ -359,7 +367,7 @@ def test_nonfinite_loss_cli(tiny_data, tmp_path):
     assert not (run / "checkpoints" / "last.ckpt").exists()
 
     run = tmp_path / "drill"
-    p = run_train(["trainer.max_steps=12", "+callbacks.nan._target_=gptlab.guards.InjectNonFinite",
+    p = run_train(["trainer.max_steps=12", "+callbacks.nan._target_=gptlab.training.drills.InjectNonFinite",
                    "+callbacks.nan.step=7", f"hydra.run.dir={run}"], tiny_data, tmp_path, check=False)
     assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr[-3000:]
     assert f"non-finite training loss (nan) at step 7; training stopped before any checkpoint took it in. The last " \
@@ -373,7 +381,7 @@ def test_nonfinite_loss_cli(tiny_data, tmp_path):
 
 
 def test_resume_drops_a_metrics_row_cut_by_the_kill(tmp_path):
-    from gptlab.logs import AppendingCSVLogger
+    from gptlab.training.logs import AppendingCSVLogger
     header = "epoch,lr,step,tokens,train/loss,val/loss\r\n"
     rows = "0,0.001,0,128.0,10.7,\r\n0,0.002,1,256.0,10.5,\r\n0,,1,256.0,,10.4\r\n0,0.003,2,384.0,10.3,\r\n"
     (tmp_path / "metrics.csv").write_bytes((header + rows + "0,0.003,3,51").encode())  # killed mid-row
@@ -386,8 +394,8 @@ def test_resume_drops_a_metrics_row_cut_by_the_kill(tmp_path):
 
 def test_sigkilled_prepare_leaves_nothing_a_run_reads(tmp_path):
     """SIGKILL once the first shard is on disk: no manifest, so the dataset is refused; the rerun cleans up."""
-    from gptlab.data import TokenDataModule
-    from gptlab.shards import ShardError
+    from gptlab.data.datamodule import TokenDataModule
+    from gptlab.data.shards import ShardError
     src = tmp_path / "src"
     src.mkdir()
     rng = np.random.default_rng(0)
@@ -411,12 +419,13 @@ def test_sigkilled_prepare_leaves_nothing_a_run_reads(tmp_path):
 
 # --- one writer per run folder -------------------------------------------------------------------------------------
 
-HOLD = "import sys; from gptlab.runlock import RunLock; RunLock(sys.argv[1]).acquire(); print('locked', flush=True); " \
-       "import time; time.sleep(120)"
+HOLD = "import sys; from gptlab.training.runlock import RunLock; RunLock(sys.argv[1]).acquire(); " \
+       "print('locked', flush=True); import time; time.sleep(120)"
 
 
 def hold_lock(run_dir) -> subprocess.Popen:
-    """Another process holding the run folder's lock (gptlab.runlock imports no torch: this starts in ~0.1 s)."""
+    """Another process holding the run folder's lock (gptlab.training.runlock imports no torch: this starts in
+    ~0.1 s)."""
     p = subprocess.Popen([sys.executable, "-c", HOLD, str(run_dir)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     assert p.stdout.readline().strip() == "locked"
     return p

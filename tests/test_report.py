@@ -12,8 +12,12 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from helpers import run_entry
 
-from gptlab.report import PUBLISHED, ReportError, collect_runs, main, write_report
+from gptlab.analysis.published import PUBLISHED
+from gptlab.analysis.report import write_report
+from gptlab.analysis.runs import ReportError, collect_runs
+from gptlab.report import ENTRY as REPORT
 
 M30 = {"n_layer": 6, "n_head": 6, "n_embd": 384, "block_size": 512, "vocab_size": 50304, "bias": False,
        "dropout": 0.0, "gelu": "tanh"}
@@ -62,7 +66,7 @@ def sweep(tmp_path):
 
 def test_report_table_published_and_plot(sweep, tmp_path, capsys):
     out = tmp_path / "rep"
-    assert main([str(sweep), "--out", str(out), "--log-x"]) == 0
+    assert run_entry(REPORT, [str(sweep), f"out={out}", "log_x=true"]) == 0
     printed = capsys.readouterr().out
     md = (out / "report.md").read_text()
     measured, published = md.split("## Published (not measured by gptlab)")
@@ -115,15 +119,16 @@ def test_no_runs_errors(tmp_path, capsys):
         write_report([empty])
     with pytest.raises(ReportError, match="missing: no such file"):
         collect_runs([tmp_path / "missing"])
-    assert main([str(empty)]) == 2  # the CLI: a one-line error naming the path, no traceback, nothing written
+    # the CLI: a one-line error naming the path, no traceback, nothing written
+    assert run_entry(REPORT, [str(empty)]) == 2
     assert f"error: {empty}: no runs found" in capsys.readouterr().err and not (empty / "report").exists()
 
 
 def test_compare_live_on_the_runs_val_tokens(tmp_path, tiny_data):
     """--compare scores a model on the first val_tokens of the run's dataset at its context: check it by hand."""
     from gptlab.config import GPTConfig
-    from gptlab.model import GPT
-    from gptlab.shards import open_split
+    from gptlab.data.shards import open_split
+    from gptlab.model.gpt import GPT
     torch.manual_seed(0)
     cfg = GPTConfig(**{**TINY, "n_layer": 1, "n_embd": 32, "block_size": 32})
     model = GPT(cfg).eval()
@@ -145,5 +150,5 @@ def test_compare_live_on_the_runs_val_tokens(tmp_path, tiny_data):
 
 def test_key_value_arguments_as_other_gptlab_commands(sweep, tmp_path):
     out = tmp_path / "kv"
-    assert main([str(sweep), f"out={out}", "log_x=true"]) == 0
+    assert run_entry(REPORT, [str(sweep), f"out={out}", "log_x=true"]) == 0
     assert (out / "report.md").exists() and (out / "val_curves.png").exists()

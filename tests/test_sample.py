@@ -12,9 +12,15 @@ import torch
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-from gptlab.model import GPT, GPTConfig
-from gptlab.sample import SampleError, TextStream, check, hydra_argv, read_prompt, sample
-from gptlab.tokenizer import EOT
+from gptlab.cli import rewrite
+from gptlab.config import ConfigError, SampleConfig
+from gptlab.config.sampling import check_sample
+from gptlab.config.schema import GPTConfig
+from gptlab.data.tokenizer import EOT
+from gptlab.model.gpt import GPT
+from gptlab.model.sampling import TextStream, sample
+from gptlab.sample import ENTRY as SAMPLE
+from gptlab.sample import read_prompt
 
 ROOT = Path(__file__).resolve().parents[1]
 V = 50304  # GPT-2's 50257 padded, as the tiny and 30m presets
@@ -134,15 +140,15 @@ def _not_utf8(b: bytes) -> bool:
                                     (dict(temperature=math.nan), "temperature"), (dict(top_p=0), "top_p"),
                                     (dict(top_p=1.5), "top_p"), (dict(top_k=0), "top_k"), (dict(top_k=2.5), "top_k"),
                                     (dict(num_samples=0), "num_samples"), (dict(max_new_tokens=0), "max_new_tokens"),
-                                    (dict(greedy="yes"), "greedy"), (dict(seed="x"), "seed")])
+                                    (dict(greedy="yes"), "greedy"), (dict(head_dtype="int4"), "head_dtype")])
 def test_bad_options_are_refused_naming_the_key(kw, key):
-    with pytest.raises(SampleError, match=key):
-        check(**kw)
+    with pytest.raises(ConfigError, match=key):
+        check_sample(SampleConfig(**kw))
 
 
 def test_good_options_pass():
-    check(temperature=0, greedy=True)
-    check(temperature=1, top_k=1, top_p=1, num_samples=1, max_new_tokens=1)
+    check_sample(SampleConfig(temperature=0, greedy=True))
+    check_sample(SampleConfig(temperature=1, top_k=1, top_p=1, num_samples=1, max_new_tokens=1))
 
 
 def test_prompt_from_stdin_file_or_text(tmp_path):
@@ -150,15 +156,15 @@ def test_prompt_from_stdin_file_or_text(tmp_path):
     (tmp_path / "p.txt").write_text("line 1\nline 2\n", encoding="utf-8")
     assert read_prompt("ignored", tmp_path / "p.txt") == "line 1\nline 2"
     assert read_prompt("") == "" and read_prompt("Hi") == "Hi"
-    with pytest.raises(SampleError, match="prompt_file"):
+    with pytest.raises(ConfigError, match="prompt_file"):
         read_prompt("x", tmp_path / "missing.txt")
 
 
 def test_hydra_argv_passes_model_and_prompt_verbatim():
     prompt = "It's 3:00, [a] {b} ${x} \\"
-    args = hydra_argv(["m", "model=hf:gpt2", f"prompt={prompt}", "top_k=5"])
-    assert args[1] == "spec=hf:gpt2" and args[3] == "top_k=5"
-    value = OverridesParser.create().parse_override(args[2]).value()
+    args = rewrite(["model=hf:gpt2", f"prompt={prompt}", "top_k=5"], SAMPLE)
+    assert args[0] == "spec=hf:gpt2" and args[2] == "top_k=5"
+    value = OverridesParser.create().parse_override(args[1]).value()
     assert OmegaConf.create({"p": value}).p == prompt
 
 
@@ -189,8 +195,10 @@ def test_cli_refuses_bad_options_before_loading_the_model():
 
 def test_exact_head_matches_generate_and_bf16_head_stays_close(gpt2):
     import torch
-    from gptlab.model import GPT, GPTConfig
-    from gptlab.sample import sample
+
+    from gptlab.config.schema import GPTConfig
+    from gptlab.model.gpt import GPT
+    from gptlab.model.sampling import sample
     torch.manual_seed(0)
     m = GPT(GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=32, vocab_size=50304)).eval()
     exact = sample(m, gpt2, [464], 12, temperature=0, head_dtype=None, stop_at_eot=False)
@@ -203,8 +211,10 @@ def test_exact_head_matches_generate_and_bf16_head_stays_close(gpt2):
 
 
 def test_cli_refuses_an_unknown_head_dtype(tmp_path):
-    import subprocess, sys
-    from conftest import ROOT
+    import subprocess
+    import sys
+
+    from helpers import ROOT
     p = subprocess.run([sys.executable, "-m", "gptlab.sample", "model=hf:gpt2", "head_dtype=int4"], cwd=ROOT,
                        capture_output=True, text=True, timeout=60)
     assert p.returncode != 0 and "head_dtype='int4' is not one of auto, exact, bf16" in p.stderr

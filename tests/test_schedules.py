@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from gptlab.schedules import lr_at
+from gptlab.training.schedules import lr_at
 
 LR, MIN = 1e-3, 1e-4
 

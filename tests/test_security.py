@@ -12,10 +12,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import ROOT, run_train
 from omegaconf import OmegaConf
 
-from conftest import ROOT, run_train
-from gptlab.load import LoadError, load_model, read_checkpoint
+from gptlab.config import ConfigError
+from gptlab.model.checkpoint import LoadError, read_checkpoint
+from gptlab.model.load import load_model
 
 # --- a checkpoint that runs code when unpickled ---------------------------------------------------------------------
 
@@ -32,7 +34,7 @@ class Payload:
 
 def crafted_checkpoint(path: Path, marker: Path, legacy: bool = False) -> Path:
     """A gptlab-looking checkpoint (real weights, hyper-parameters, step) with the payload among its loop states."""
-    from gptlab.module import GPTModule
+    from gptlab.training.module import GPTModule
     module = GPTModule(dict(n_layer=1, n_head=2, n_embd=32, block_size=32))
     ckpt = {"loops": {"fit_loop": Payload(marker)}, "global_step": 5, "state_dict": module.state_dict(),
             "hyper_parameters": dict(module.hparams), "optimizer_states": []}  # the payload first: it runs first
@@ -74,12 +76,12 @@ def test_the_crafted_payload_is_live(payload):
 
 
 def lightning_load(path):
-    from gptlab.guards import AtomicCheckpointIO
+    from gptlab.training.guards import AtomicCheckpointIO
     return AtomicCheckpointIO().load_checkpoint(path, weights_only=True)  # what trainer.fit(ckpt_path=...) calls
 
 
 def resume_step(path):
-    from gptlab.guards import checkpoint_step
+    from gptlab.training.guards import checkpoint_step
     return checkpoint_step(path)  # what resume= reads first
 
 
@@ -133,7 +135,7 @@ def test_cli_refuses_the_payload(tiny_data, payload, tmp_path, how):
     args = [f"resume={run}"] if how == "resume" else ["experiment=finetune", f"init={path}"]
     p = run_train([*args, f"hydra.run.dir={tmp_path / 'call'}", "trainer.max_steps=2"], tiny_data, tmp_path,
                   check=False)
-    assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr[-3000:]
+    assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr[-3000:]  # refused before any work
     assert f"error: {path}: refused: it pickles posix.mkdir, which could run code when loaded" in p.stderr
     assert not marker.exists()
     assert sorted(os.listdir(run / "checkpoints")) == ["best.ckpt", "last.ckpt"] and not (run / "metrics.csv").exists()
@@ -156,34 +158,36 @@ def with_marker(v, marker):
     ({"_target_": "torch.os.system", "_args_": ["touch {marker}"]}, "is not a class"),  # re-exported by torch
     ({"_target_": "torch.save", "_args_": [1, "{marker}"]}, "is not a class"),  # a file write from a config
     ({"_target_": "gptlab.train.os.system", "_args_": ["touch {marker}"]}, "is not a class"),
-    ({"_target_": "gptlab.callbacks.StopAfter", "steps": {"_target_": "torch.save", "_args_": [1, "{marker}"]}},
+    ({"_target_": "gptlab.training.callbacks.StopAfter",
+      "steps": {"_target_": "torch.save", "_args_": [1, "{marker}"]}},
      "callbacks.x.steps._target_='torch.save' is not a class"),  # nested targets are checked too
     ({"_target_": "torch.nn.Linear", "in_features": 1, "out_features": 1}, "is not a Lightning Callback"),
     ({"_target_": "lightning.pytorch.callbacks.model_checkpoint.os.PathLike"}, "is a class from os"),
     ({"_target_": "gptlab.no_such_module.Callback"}, "cannot be found"),
 ])
 def test_targets_outside_gptlab_torch_lightning_classes_are_refused(tmp_path, spec, message):
-    from gptlab.train import safe_instantiate
+    from gptlab.training.targets import safe_instantiate
     marker = tmp_path / "target-ran"
     node = OmegaConf.create({"x": with_marker(spec, marker)})
-    with pytest.raises(SystemExit) as e:
+    with pytest.raises(ConfigError) as e:
         safe_instantiate(node)
     assert message in str(e.value) and str(e.value).startswith("callbacks.x")
     assert not marker.exists()
 
 
 def test_callback_classes_from_the_allowed_packages_are_instantiated(tmp_path):
-    from gptlab.callbacks import StopAfter
-    from gptlab.train import safe_instantiate
     from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from gptlab.training.callbacks import StopAfter
+    from gptlab.training.targets import safe_instantiate
     got = safe_instantiate(OmegaConf.create({
-        "stop": {"_target_": "gptlab.callbacks.StopAfter", "steps": 3},
+        "stop": {"_target_": "gptlab.training.callbacks.StopAfter", "steps": 3},
         "ck": {"_target_": "lightning.pytorch.callbacks.ModelCheckpoint", "dirpath": str(tmp_path)},
         "off": None}))  # a default entry switched off with callbacks.off=null
     assert [type(c) for c in got] == [StopAfter, ModelCheckpoint]
 
 
-# --- secrets -----------------------------------------------------------------------------------------------------------
+# --- secrets -------------------------------------------------------------------------------------------------------
 
 
 @pytest.mark.slow

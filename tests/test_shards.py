@@ -7,10 +7,19 @@ import os
 import numpy as np
 import pytest
 
-from gptlab import shards
-from gptlab.assets import sha256_file
-from gptlab.shards import (HEADER_BYTES, ShardError, load_manifest, open_shard, open_split, read_header, verify,
-                           write_manifest, write_shard)
+from gptlab.data import shards
+from gptlab.data.shards import (
+    HEADER_BYTES,
+    ShardError,
+    load_manifest,
+    open_shard,
+    open_split,
+    read_header,
+    verify,
+    write_manifest,
+    write_shard,
+)
+from gptlab.fs import sha256_file
 
 
 def make_dataset(root, splits={"train": [1000, 1000, 10], "val": [300]}, tokenizer="gpt2", vocab=50257, seed=0):

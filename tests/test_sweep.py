@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import ROOT, composed, run_train
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from conftest import ROOT, composed, run_train
+from gptlab.analysis.report import write_report
 from gptlab.config import validate
-from gptlab.report import write_report
 
 SHORT = ["trainer.max_steps=30", "trainer.eval_interval=5"]  # six evals after step 0: enough for a plateau fit
 
@@ -111,6 +111,7 @@ def test_optuna_search_minimises_val_loss_in_memory(tiny_data, tmp_path):
     assert set(result["best_params"]) == {"optim.lr", "sched.warmup_steps", "model.n_embd"}
 
 
+@pytest.mark.slow
 def test_plain_ddp_inside_a_local_sweep_is_refused(tiny_data, tmp_path):
     p = run_train(["-m", "trainer.devices=2", "trainer.accelerator=cpu", "seed=1,2"], tiny_data, tmp_path,
                   check=False)

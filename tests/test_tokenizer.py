@@ -5,9 +5,9 @@
 import pytest
 import tiktoken
 
-from gptlab import tokenizer
-from gptlab.assets import AssetError
-from gptlab.tokenizer import EOT, get_tokenizer
+from gptlab.data import tokenizer
+from gptlab.data.assets import AssetError
+from gptlab.data.tokenizer import EOT, get_tokenizer
 
 GPT2_CLASSIC_PAT = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 SAMPLES = ["Hello world, the future of AI is", "", "  leading and trailing  ", "tabs\tand\n\nnewlines\r\n",

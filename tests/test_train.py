@@ -7,8 +7,8 @@ import sys
 
 import pytest
 import torch
+from helpers import ROOT, composed, run_train
 
-from conftest import ROOT, composed, run_train
 from gptlab.config import ConfigError, resolve_micro_batch, validate
 
 
@@ -29,7 +29,8 @@ GROUPS = {g: sorted(p.stem for p in (ROOT / "conf" / g).glob("*.yaml"))
 
 @pytest.mark.parametrize("group,option", [(g, o) for g, opts in GROUPS.items() for o in opts])
 def test_every_config_group_option_composes_and_validates(group, option):
-    cfg = validate(composed(f"{group}={option}"))
+    required = ["init=hf:gpt2"] if (group, option) == ("experiment", "finetune") else []  # its required key
+    cfg = validate(composed(f"{group}={option}", *required))
     assert cfg.model.n_embd % cfg.model.n_head == 0
 
 
@@ -80,9 +81,9 @@ def test_bad_configs_fail_with_the_key_and_allowed_values(override, message):
 
 
 def test_bad_config_fails_from_the_cli_before_torch_is_imported(tmp_path):
-    code = ("import sys, runpy; sys.argv = ['gptlab.train', 'model.n_embd=130', 'hydra.run.dir=%s'];\n"
+    code = (f"import sys, runpy; sys.argv = ['gptlab.train', 'model.n_embd=130', 'hydra.run.dir={tmp_path}'];\n"
             "try:\n    runpy.run_module('gptlab.train', run_name='__main__')\n"
-            "except SystemExit as e:\n    print('exit', e.code, 'torch' in sys.modules)") % tmp_path
+            "except SystemExit as e:\n    print('exit', e.code, 'torch' in sys.modules)")
     p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert "model.n_embd=130 must be divisible by model.n_head=4" in p.stderr
     assert p.stdout.strip() == "exit 2 False"  # failed with code 2, torch never imported
@@ -94,6 +95,7 @@ def test_unknown_preset_lists_the_available_ones(tmp_path):
     assert p.returncode != 0 and "Could not find 'model/huge'" in p.stderr and "30m" in p.stderr and "tiny" in p.stderr
 
 
+@pytest.mark.slow
 def test_missing_data_names_the_prepare_command(tmp_path):
     p = run_train([f"hydra.run.dir={tmp_path / 'run'}", "data.name=nowhere"], tmp_path, tmp_path, check=False)
     assert p.returncode != 0 and "python -m gptlab.prepare data=nowhere" in p.stderr
@@ -108,6 +110,7 @@ def short_run(tiny_data, tmp_path_factory):
     return run, p
 
 
+@pytest.mark.slow
 def test_short_run_learns_and_writes_its_folder(short_run):
     run, p = short_run
     assert "tokens per iteration: 128" in p.stdout and "val before training" in p.stdout and "sample:" in p.stdout
@@ -119,6 +122,7 @@ def test_short_run_learns_and_writes_its_folder(short_run):
     assert len(val) == 7 and val == sorted(val, reverse=True)  # before training, then every 5 steps, falling
 
 
+@pytest.mark.slow
 def test_summary_matches_the_metrics(short_run):
     run, _ = short_run
     s = json.loads((run / "summary.json").read_text())
@@ -129,22 +133,26 @@ def test_summary_matches_the_metrics(short_run):
     assert s["final_val_ppl"] == pytest.approx(math.exp(s["final_val_loss"]))
     assert s["val_before_loss"] == pytest.approx(float(val[0]["val/loss"]))
     ck = state(run)
-    from gptlab.model import GPT, GPTConfig
+    from gptlab.config.schema import GPTConfig
+    from gptlab.model.gpt import GPT
     assert s["params"] == GPT(GPTConfig(**ck["hyper_parameters"]["model"])).num_params()
     assert ck["global_step"] == 30 and isinstance(ck["hyper_parameters"]["model"], dict)
 
 
+@pytest.mark.slow
 def test_checkpoint_loads_with_weights_only(short_run):
     ck = state(short_run[0], "best")
     assert "model.transformer.wte.weight" in ck["state_dict"]
 
 
+@pytest.mark.slow
 def test_resume_continues_like_an_uninterrupted_run(tiny_data, short_run, tmp_path):
     full, _ = short_run
     part = tmp_path / "part"
     run_train(["trainer.max_steps=30", "trainer.stop_after=12", f"hydra.run.dir={part}"], tiny_data, tmp_path)
     assert state(part)["global_step"] == 12  # stopped between evals: resumes mid-interval
-    run_train(["trainer.max_steps=30", f"resume={part}", f"hydra.run.dir={tmp_path / 'resume-call'}"], tiny_data, tmp_path)
+    run_train(["trainer.max_steps=30", f"resume={part}", f"hydra.run.dir={tmp_path / 'resume-call'}"],
+              tiny_data, tmp_path)
     a, b = state(full), state(part)
     assert b["global_step"] == 30
     dm = [k for k in a if k.endswith("TokenDataModule")][0]
@@ -158,6 +166,7 @@ def test_resume_continues_like_an_uninterrupted_run(tiny_data, short_run, tmp_pa
     assert [val_b[t] for t in val_a] == pytest.approx(list(val_a.values()), abs=1e-5)
 
 
+@pytest.mark.slow
 def test_wandb_offline_run_is_written_without_an_api_key(tiny_data, tmp_path):
     run = tmp_path / "run"
     env = {"HOME": str(tmp_path), "WANDB_API_KEY": None, "WANDB_MODE": None, "WANDB_DIR": None, "NETRC": None}
@@ -170,7 +179,8 @@ def test_wandb_offline_run_is_written_without_an_api_key(tiny_data, tmp_path):
 def test_gradient_accumulation_4x2_equals_one_batch_of_8():
     import lightning as L
     from torch.utils.data import DataLoader, TensorDataset
-    from gptlab.module import GPTModule
+
+    from gptlab.training.module import GPTModule
 
     torch.manual_seed(0)
     x = torch.randint(0, 500, (8, 16))
@@ -198,7 +208,8 @@ def test_fused_adamw_is_clipped_to_the_norm_under_mixed_precision(precision):
     GPU run with bf16); GPTModule clips it itself. The optimizer must see gradients of global norm <= the limit."""
     import lightning as L
     from torch.utils.data import DataLoader, TensorDataset
-    from gptlab.module import GPTModule
+
+    from gptlab.training.module import GPTModule
 
     torch.manual_seed(0)
     x = torch.randint(0, 500, (4, 16))
@@ -228,9 +239,11 @@ def test_fused_adamw_is_clipped_to_the_norm_under_mixed_precision(precision):
 def test_ddp_two_cpu_processes_report_identical_val_metrics(tiny_data, tmp_path):
     run = tmp_path / "ddp"
     p = run_train(["trainer=ddp_cpu", "trainer.max_steps=6", "trainer.eval_interval=3", "data.global_batch=8",
-                   "+callbacks.ranks._target_=gptlab.callbacks.RankReport", f"hydra.run.dir={run}"], tiny_data, tmp_path)
+                   "+callbacks.ranks._target_=gptlab.training.callbacks.RankReport", f"hydra.run.dir={run}"],
+                  tiny_data, tmp_path)
     assert "tokens per iteration: 256 = 1 accumulation x 4 micro batch x 32 block x 2 device(s)" in p.stdout
-    ranks = [json.loads(l.split("val-by-rank ", 1)[1]) for l in p.stdout.splitlines() if l.startswith("val-by-rank ")]
+    ranks = [json.loads(line.split("val-by-rank ", 1)[1]) for line in p.stdout.splitlines()
+             if line.startswith("val-by-rank ")]
     by_rank = {}
     for r in ranks:
         by_rank.setdefault(r["rank"], []).append(r["val_loss"])
@@ -238,30 +251,36 @@ def test_ddp_two_cpu_processes_report_identical_val_metrics(tiny_data, tmp_path)
     # ddp_spawn starts new processes for fit: metrics.csv keeps the validation before it (once deleted there, and by
     # both ranks at once: a FileNotFoundError race)
     val_steps = [int(r["step"]) for r in rows(run) if r.get("val/loss")]
-    assert len(val_steps) == 3 and val_steps[0] == 0 and by_rank[0][0] == pytest.approx(float(rows(run)[0]["val/loss"]), abs=1e-6)
+    assert len(val_steps) == 3 and val_steps[0] == 0 and by_rank[0][0] == pytest.approx(
+        float(rows(run)[0]["val/loss"]), abs=1e-6)
 
 
+@pytest.mark.slow
 def test_finetune_from_a_run_lowers_val_loss_on_new_data(tiny_data, short_run, tmp_path):
-    from gptlab.prepare import prepare
+    from gptlab.data.pipeline import prepare
     src = tmp_path / "src"
     src.mkdir()
     colors = ["red", "blue", "green", "white"]
     for d in range(12):  # a corpus the pretrained run never saw
-        (src / f"{d}.txt").write_text("\n".join(f"Number {i + d} is {colors[(i * d) % 4]} and round." for i in range(40)))
+        (src / f"{d}.txt").write_text("\n".join(f"Number {i + d} is {colors[(i * d) % 4]} and round."
+                                                for i in range(40)))
     prepare({"name": "colors", "source": "text", "shard_tokens": 100_000,
-             "source_args": {"paths": [str(src)], "field": "text", "val_fraction": 0.25, "seed": 0}}, tiny_data, workers=1)
+             "source_args": {"paths": [str(src)], "field": "text", "val_fraction": 0.25, "seed": 0}},
+            tiny_data, workers=1)
     run = tmp_path / "ft"
-    p = run_train(["experiment=finetune", f"init={short_run[0]}", "data.name=colors", "trainer.max_steps=20",
-                   "trainer.eval_interval=10", "optim.lr=3e-3", f"hydra.run.dir={run}"], tiny_data, tmp_path)
+    run_train(["experiment=finetune", f"init={short_run[0]}", "data.name=colors", "trainer.max_steps=20",
+               "trainer.eval_interval=10", "optim.lr=3e-3", f"hydra.run.dir={run}"], tiny_data, tmp_path)
     s = json.loads((run / "summary.json").read_text())
     start = state(run)  # hparams carry the architecture taken from the init weights
-    assert start["hyper_parameters"]["model"]["n_embd"] == 32 and start["hyper_parameters"]["sched"]["name"] == "constant"
+    assert (start["hyper_parameters"]["model"]["n_embd"] == 32
+            and start["hyper_parameters"]["sched"]["name"] == "constant")
     assert s["final_val_loss"] < s["val_before_loss"] - 0.5
     # it started from the init weights: their loss on the same val tokens, computed apart, is the 'before' value
     import numpy as np
-    from gptlab.eval import perplexity
-    from gptlab.load import load_model
-    from gptlab.shards import open_split
+
+    from gptlab.data.shards import open_split
+    from gptlab.evaluation.perplexity import perplexity
+    from gptlab.model.load import load_model
     model, _ = load_model(str(short_run[0]))
     val = np.concatenate([np.asarray(m) for m in open_split(tiny_data / "colors", "val")])[:1025].astype(np.int64)
     # (eval's softmax spans the 50257 real ids, training's val all 50304 logits as nanoGPT's: after 30 steps the

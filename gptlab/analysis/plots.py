@@ -1,0 +1,87 @@
+"""The report's pictures, as PNG bytes: validation curves (with their plateau fits) and final loss against size.
+
+    python -c "from gptlab.analysis.runs import collect_runs; from gptlab.analysis.plots import val_curves_png as p; \
+               open('v.png', 'wb').write(p(collect_runs(['runs/multirun/2026-11-27_21-00-00'])))"
+    python -m gptlab.report runs/multirun/2026-11-27_21-00-00 predict=124M   # writes both next to report.md
+
+Matplotlib's Agg canvas directly: no display, no pyplot global state. Run dicts come from gptlab.report.load_run.
+"""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+
+
+def _figure():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(8, 5))
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots()
+
+
+def _png(fig, ax) -> bytes:
+    ax.grid(True, alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def _short(label: str, limit: int = 70) -> str:
+    return label if len(label) <= limit else label[:limit - 3] + "..."
+
+
+def val_curves_png(runs: list[dict], log_x: bool = False) -> bytes:
+    """Val loss against tokens trained, one line per run, its plateau fit dashed in the same colour (with L_inf in
+    the legend); rows scored live (pretrained models) as grey horizontal lines."""
+    fig, ax = _figure()
+    for r in runs:
+        label = _short(r["label"])
+        if r["kind"] != "measured":
+            if r.get("final_val_loss") is not None:
+                ax.axhline(r["final_val_loss"], ls="--", lw=1, color="gray", label=label)
+            continue
+        pts = [(t, v) for t, v in r["curve"] if t > 0 or not log_x]  # the step-0 eval has no place on a log axis
+        if not pts:
+            continue
+        (line,) = ax.plot(*zip(*pts), marker="o", ms=3, label=label)
+        fit = r.get("plateau")
+        if fit is not None and not isinstance(fit, str):
+            t = np.geomspace(fit.x_min, fit.x_max, 100)
+            ax.plot(t, fit(t), ls="--", lw=1, color=line.get_color(),
+                    label=f"  fit: L_inf {fit.c:.3f} ± {fit.c_err:.3f}")
+    if log_x:
+        ax.set_xscale("log")
+    ax.set(xlabel="tokens trained", ylabel="validation loss", title="validation loss on the data's val tokens")
+    return _png(fig, ax)
+
+
+def loss_vs_params_png(runs: list[dict], scaling: dict) -> bytes:
+    """Final val loss against parameters (log x): the runs in the size fit filled, others hollow, the fitted
+    L(N) curve and each prediction with its 95% interval."""
+    fig, ax = _figure()
+    fitted = {id(r) for r in scaling["runs"]}
+    for r in runs:
+        if r.get("params") and r.get("final_val_loss") is not None:
+            inside = id(r) in fitted
+            ax.plot(r["params"], r["final_val_loss"], "o", color="C0" if inside else "gray",
+                    mfc="C0" if inside else "none")
+            ax.annotate(r["name"], (r["params"], r["final_val_loss"]), fontsize=7, xytext=(3, 3),
+                        textcoords="offset points")
+    fit = scaling.get("fit")
+    if fit is not None and not isinstance(fit, str):
+        right = max([fit.x_max] + [p["params"] for p in scaling["predictions"]])
+        n = np.geomspace(fit.x_min, right, 200)
+        ax.plot(n, fit(n), "--", color="C1",
+                label=f"L(N) = {fit.c:.3f} + {fit.a:.3g}·N^-{fit.b:.3f}  ({fit.n} runs)")
+        for p in scaling["predictions"]:
+            ax.errorbar(p["params"], p["loss"], yerr=[[p["loss"] - p["low"]], [p["high"] - p["loss"]]], fmt="s",
+                        color="C3", capsize=4,
+                        label=f"predicted {p['name']}: {p['loss']:.3f} [{p['low']:.3f}, {p['high']:.3f}]")
+    ax.set_xscale("log")
+    ax.set(xlabel="parameters (tied embedding counted once, position embeddings not)", ylabel="final validation loss",
+           title="final validation loss against model size")
+    return _png(fig, ax)

@@ -1,0 +1,182 @@
+"""The comparison report: the measured table, plateau and size-law fits with predictions, published GPT-2 apart.
+
+    python -m gptlab.report runs=runs/multirun/2026-11-27_21-00-00            # the command line over this module
+    python -c "from gptlab.analysis.report import write_report; print(write_report(['runs/x'])['table'])"
+
+Writes <out>/report.md, <out>/val_curves.png and <out>/loss_vs_params.png atomically. Measured rows come from each
+run's summary.json (or its metrics.csv while a run has none); published GPT-2 figures are shown in their own
+section, never in the measured table.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from gptlab.analysis.compare import compare_live
+from gptlab.analysis.fits import FitError, fit_power_law
+from gptlab.analysis.plots import loss_vs_params_png, val_curves_png
+from gptlab.analysis.published import PUBLISHED, published_section
+from gptlab.analysis.runs import ReportError, collect_runs, data_key, label_runs, reference_data
+from gptlab.analysis.tables import markdown_table, num
+from gptlab.fs import atomic_write_bytes
+from gptlab.units import human, parse_count
+
+HEADER = ("run", "parameters", "context", "tokens trained", "tokens/param", "val ppl (final)", "final val loss",
+          "best val loss")
+
+
+
+def table_rows(runs: list[dict]) -> list[tuple[str, ...]]:
+    ref = reference_data(runs)
+    out = []
+    for r in runs:
+        flag = " †" if data_key(r) != ref else ""
+        best = num(r.get("best_val_loss"), ".4f")
+        if r.get("best_val_step") is not None:
+            best += f" (step {r['best_val_step']})"
+        out.append((r["name"] + flag, human(r.get("params")), num(r.get("ctx"), "d"),
+                    human(r.get("tokens")) if r["kind"] == "measured" else "pretrained",
+                    num(r.get("tokens_per_param"), ".3g"), num(r.get("final_val_ppl"), ".2f"),
+                    num(r.get("final_val_loss"), ".4f"), best))
+    return out
+
+
+def plateau_fit(run: dict):
+    """L(t) = L_inf + A t^-alpha over the run's evals after step 0; a 'refused: ...' string when it cannot fit."""
+    pts = [(t, v) for t, v in run["curve"] if t > 0]
+    try:
+        return fit_power_law([t for t, _ in pts], [v for _, v in pts])
+    except FitError as e:
+        return f"refused: {e}"
+
+
+def model_size(spec: str) -> float:
+    """A size to predict: a GPT-2 name (gpt2 ... gpt2-xl, counted as the runs are) or a count like 124M."""
+    named = {m: p for m, p, *_ in PUBLISHED["openwebtext"]["rows"]}
+    try:
+        return float(named[spec]) if spec in named else parse_count(spec)
+    except ValueError as e:
+        raise ReportError(f"predict={spec}: {e}, or one of {', '.join(named)}") from None
+
+
+def scaling_fit(runs: list[dict], predict=()) -> dict:
+    """L(N) = L_inf + B N^-beta over final val losses of the largest set of runs scored on the same val tokens
+    after the same number of training tokens; predictions at the sizes in `predict` with 95% intervals."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in runs:
+        if r["kind"] == "measured" and r.get("params") and r.get("final_val_loss") is not None:
+            groups.setdefault((data_key(r), r.get("tokens")), []).append(r)
+    key, group = max(groups.items(), key=lambda kv: len(kv[1]), default=((None, None), []))
+    out = {"runs": group, "data": key[0], "tokens": key[1], "predictions": []}
+    try:
+        fit = fit_power_law([r["params"] for r in group], [r["final_val_loss"] for r in group])
+    except FitError as e:
+        out["fit"] = f"refused: {e}"
+        return out
+    out["fit"] = fit
+    for spec in predict:
+        n = model_size(spec)
+        loss, low, high = fit.predict(n)
+        out["predictions"].append({"name": spec, "params": n, "loss": loss, "low": low, "high": high,
+                                   "factor": n / fit.x_max})
+    return out
+
+
+def _pm(value: float, err: float, fmt: str = ".3f") -> str:
+    return f"{value:{fmt}} ± {err:{fmt}}" if math.isfinite(err) else f"{value:{fmt}} ± undetermined"
+
+
+def fits_section(runs: list[dict], scaling: dict) -> str:
+    rows = []
+    for r in runs:
+        fit = r.get("plateau")
+        if r["kind"] != "measured":
+            continue
+        if isinstance(fit, str):
+            evals = len([t for t, _ in r["curve"] if t > 0])
+            rows.append((r["name"], evals, fit, "", "", "", num(r.get("final_val_loss"), ".4f")))
+        else:
+            rows.append((r["name"], fit.n, _pm(fit.c, fit.c_err), _pm(fit.b, fit.b_err), _pm(fit.a, fit.a_err, ".3g"),
+                         f"{fit.rmse:.4f}", num(r.get("final_val_loss"), ".4f")))
+    parts = ["## Fits", "", "### Plateaus: L(t) = L_inf + A·t^(−alpha), t = tokens trained", "",
+             "Fitted to each run's evals after step 0; ± one standard error (least squares, residual-scaled). "
+             "L_inf is where the curve heads if it kept improving as it did: an extrapolation, and a decaying "
+             "learning rate bends real curves down at the end, so read it with its error.", "",
+             markdown_table(("run", "evals fitted", "L_inf", "alpha", "A", "rmse", "final val loss"), rows), "",
+             "### Scaling: L(N) = L_inf + B·N^(−beta), N = parameters", ""]
+    fit, group = scaling["fit"], scaling["runs"]
+    if group:
+        data, tokens = scaling["data"], scaling["tokens"]
+        parts += [f"Over the final val losses of {len(group)} runs ({', '.join(r['name'] for r in group)}) scored on "
+                  f"`{data[0]}` val_tokens {data[1]} after {human(tokens)} training tokens each; runs trained on other "
+                  "tokens or scored elsewhere are left out.", ""]
+    if isinstance(fit, str):
+        return "\n".join(parts + [fit[0].upper() + fit[1:] + ("" if fit.endswith((".", "?")) else ".")])
+    parts += [markdown_table(("L_inf", "beta", "B", "rmse", "runs"),
+                             [(_pm(fit.c, fit.c_err), _pm(fit.b, fit.b_err), _pm(fit.a, fit.a_err, ".3g"),
+                               f"{fit.rmse:.4f}", fit.n)])]
+    if scaling["predictions"]:
+        parts += ["", "Predicted final val loss at the same training tokens; the interval is the fit's 95% "
+                  "confidence interval (delta method, Student's t on n − 3 degrees of freedom). Far beyond the "
+                  "largest fitted size it says what the law implies, not what a run would give.", "",
+                  markdown_table(("size", "parameters", "predicted val loss", "95% interval", "beyond largest fitted"),
+                                 [(p["name"], human(p["params"]), f"{p['loss']:.3f}",
+                                   f"[{p['low']:.3f}, {p['high']:.3f}]", f"{p['factor']:.3g}x")
+                                  for p in scaling["predictions"]])]
+    return "\n".join(parts)
+
+
+def runs_section(runs: list[dict]) -> str:
+    lines = ["## Runs", ""]
+    for r in runs:
+        src = ("summary.json" if r.get("from_summary") else "metrics.csv (no summary.json)") \
+            if r["kind"] == "measured" \
+            else r["kind"]
+        over = " ".join(r.get("overrides") or []) or "none"
+        lines.append(f"- **{r['name']}**: `{r['dir']}`; data `{r.get('data_name')}`, val_tokens {r.get('val_tokens')}; "
+                     f"numbers from {src}; overrides: {over}")
+    return "\n".join(lines)
+
+
+def render_report(runs: list[dict], fits: str | None = None, plot_name: str = "val_curves.png") -> str:
+    ref = reference_data(runs)
+    odd = [r["name"] for r in runs if data_key(r) != ref]
+    note = (f"Measured rows are scored on the same val tokens only when their data.name and data.val_tokens agree; "
+            f"here most rows use `{ref[0]}` with val_tokens {ref[1]}.")
+    if odd:
+        note += f" † marks rows scored on other tokens, not comparable with the rest: {', '.join(odd)}."
+    else:
+        note += " All rows agree."
+    parts = ["# gptlab report", "", "## Measured by gptlab", "",
+             "val ppl (final) = exp(final val loss): mean cross-entropy over the first val_tokens tokens of the "
+             "dataset's val split, in consecutive windows of the run's context. Rows labelled *measured live* "
+             "were scored by `gptlab.report compare=...` on those same tokens.", "",
+             markdown_table(HEADER, table_rows(runs)), "", note, "", f"![validation loss]({plot_name})", "",
+             runs_section(runs), ""]
+    if fits is not None:
+        parts += [fits, "", "![final loss against parameters](loss_vs_params.png)", ""]
+    parts += [published_section(), ""]
+    return "\n".join(parts)
+
+
+def write_report(paths, out=None, log_x: bool = False, compare: list[str] | None = None, predict=(),
+                 **compare_kw) -> dict:
+    """Collect runs, fit them, score the compare= models; write report.md, val_curves.png and loss_vs_params.png
+    atomically. Returns what was written."""
+    for spec in predict:
+        model_size(spec)  # a bad size fails before any model is scored
+    runs = collect_runs(paths)
+    for r in runs:
+        r["plateau"] = plateau_fit(r)
+    for spec in compare or []:  # before writing: a failing comparison leaves no half report
+        runs += compare_live(spec, runs, **compare_kw)
+    scaling = scaling_fit(runs, predict)
+    out = Path(out) if out else (Path(paths[0]) / "report" if len(paths) == 1 else Path("report"))
+    if compare:
+        label_runs(runs)  # the live rows change which overrides are shared
+    atomic_write_bytes(out / "val_curves.png", val_curves_png(runs, log_x))
+    atomic_write_bytes(out / "loss_vs_params.png", loss_vs_params_png(runs, scaling))
+    fits = fits_section(runs, scaling)
+    atomic_write_bytes(out / "report.md", render_report(runs, fits).encode())
+    return {"out": out, "runs": runs, "scaling": scaling, "table": markdown_table(HEADER, table_rows(runs)),
+            "fits": fits}

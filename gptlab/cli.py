@@ -1,0 +1,218 @@
+"""The one command-line layer every entry point uses: key=value arguments, --help, exit codes, one-line errors.
+
+    python -m gptlab.eval --help                 # the entry point's own keys, each with its comment
+    python -m gptlab.eval ctx=abc model=runs/x   # -> "error: ctx must be an integer >= 1 or null, got 'abc'", exit 2
+
+Exit codes, the same everywhere: 0 done; 2 refused before any work (a bad argument or config, a missing model,
+dataset or network); 1 a failure during the work; 130 interrupted. Errors print one line that says what was wrong
+and how to fix it, never a traceback for a user's mistake. Entry points give a `check(cfg)`, which refuses bad input
+before torch is imported, and a `work(checked)`. The Hydra config of entry point NAME is conf/NAME.yaml.
+"""
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gptlab.errors import Refused, UserError
+
+CONF = Path(__file__).resolve().parent.parent / "conf"
+HYDRA_FLAGS = ("--cfg", "-c", "--resolve", "--package", "-p", "--info", "-i", "--config-path", "-cp",
+               "--config-name", "-cn", "--config-dir", "-cd", "--run", "-r", "--multirun", "-m", "--shell-completion",
+               "-sc", "--experimental-rerun")
+
+
+@dataclass
+class Entry:
+    """One entry point: its config name, its checks and its work, and how its arguments are spelled."""
+    name: str  # conf/<name>.yaml and `python -m gptlab.<name>`
+    check: Callable[[Any], Any]  # composed DictConfig -> what work needs; raises Refused; imports no torch
+    work: Callable[[Any], Any]  # does the work; raises UserError with a message that says what to fix
+    positional: tuple[str, ...] = ()  # keys that bare words (no '=') fill in order; "runs*" takes all the rest
+    aliases: dict[str, str] = field(default_factory=dict)  # command-line key -> config key (model -> spec)
+    verbatim: tuple[str, ...] = ()  # keys whose value is kept as typed (quotes, commas, brackets are text)
+    lists: tuple[str, ...] = ()  # keys where a,b means a list, not a sweep
+
+
+def fail(e: BaseException, code: int | None = None) -> None:
+    """Print `e` as one line and exit with its code."""
+    prefix = "config error" if type(e).__name__ == "ConfigError" else "error"
+    text = " ".join(str(e).split()) or type(e).__name__
+    print(f"{prefix}: {text}", file=sys.stderr)
+    sys.exit(code if code is not None else getattr(e, "exit_code", 1))
+
+
+def hydra_quote(s: str) -> str:
+    """s as a Hydra quoted value that OmegaConf reads back verbatim: quotes, ${ and the backslashes before them
+    escaped."""
+    s = re.sub(r"(\\+)(?='|\$\{|\Z)", r"\1\1", s)
+    return "'" + s.replace("'", "\\'").replace("${", "\\${") + "'"
+
+
+def rewrite(argv: list[str], entry: Entry) -> list[str]:
+    """The command line as Hydra overrides: bare words fill the positional keys, aliases renamed, verbatim and list
+    values quoted. Hydra's own flags (-m, --cfg job, ...) pass as they are."""
+    out, positional, flag_arg, rest = [], list(entry.positional), False, []
+    for a in argv:
+        if flag_arg or a.startswith("-"):
+            if not (flag_arg or a in HYDRA_FLAGS):
+                raise Refused(f"{a}: gptlab takes key=value arguments, e.g. {a.lstrip('-').replace('-', '_')}=true "
+                              f"(python -m gptlab.{entry.name} --help lists the keys)")
+            out.append(a)
+            flag_arg = a in HYDRA_FLAGS and a not in ("-m", "--multirun", "--resolve", "--info", "-i")
+            continue
+        key, eq, value = a.partition("=")
+        if not eq and positional and positional[0].endswith("*"):
+            rest.append(a)
+            continue
+        if not eq:
+            if not positional:
+                raise Refused(f"unexpected argument {a!r}: write key=value (python -m gptlab.{entry.name} --help "
+                              "lists the keys)")
+            key, value, eq = positional.pop(0), a, "="
+        key = entry.aliases.get(key, key)
+        if key in entry.verbatim or (key in entry.lists and "," in value and value[:1] not in "['\""):
+            value = hydra_quote(value)
+        out.append(f"{key}={value}")
+    if rest:
+        out.append(f"{positional[0].rstrip('*')}=[{','.join(hydra_quote(r) for r in rest)}]")
+    return out
+
+
+def given(cfg, key: str):
+    """cfg[key], or None where the config leaves it ??? (required, and not given)."""
+    from omegaconf import OmegaConf
+    return None if OmegaConf.is_missing(cfg, key) else cfg[key]
+
+
+def hydra_message(e: BaseException) -> str:
+    """Hydra's and OmegaConf's multi-line composition errors as one line."""
+    text = str(e).split("Config search path:")[0]  # Hydra's search path says nothing the user can fix
+    text, _, options = text.partition("Available options in")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    keep = [line for line in lines if not line.startswith(("full_key:", "object_type", "reference_type"))]
+    if options:
+        group, *names = [line.strip() for line in options.splitlines() if line.strip()]
+        keep.append(f"(options in {group} {', '.join(names)})")
+    return " ".join(keep) or type(e).__name__
+
+
+def compose(name: str, overrides: list[str]):
+    """conf/<name>.yaml with the overrides applied (Hydra's grammar); Refused with Hydra's message as one line."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(str(CONF), version_base="1.3"):
+            return hydra_compose(name, overrides, return_hydra_config=True)
+    except Exception as e:  # omegaconf and hydra errors: a bad key, value or group option
+        raise Refused(hydra_message(e)) from None
+
+
+def run(entry: Entry, argv: list[str] | None = None) -> None:
+    """The whole life of a non-Hydra-app entry point: --help, compose, check, work, exit codes."""
+    argv = sys.argv[1:] if argv is None else argv
+    if "--help" in argv or "-h" in argv:
+        print(help_text(entry))
+        sys.exit(0)
+    try:
+        cfg = compose(entry.name, rewrite(argv, entry))
+    except UserError as e:
+        fail(e, 2)
+    do(entry, cfg)
+
+
+def do(entry: Entry, cfg, in_sweep: bool = False):
+    """check, then work, with the exit codes; in a sweep a failed job raises, so Hydra records it and goes on."""
+    from omegaconf.errors import OmegaConfBaseException
+    try:
+        checked = entry.check(cfg)
+    except UserError as e:
+        fail(e, 2)  # nothing has been done yet: every refusal here is exit 2
+    except OmegaConfBaseException as e:  # a ??? left unset, a value of the wrong type
+        fail(Refused(hydra_message(e)), 2)
+    try:
+        return entry.work(checked)
+    except UserError as e:
+        if in_sweep:
+            print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+            raise
+        fail(e)
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+def run_app(entry: Entry, argv: list[str] | None = None, in_sweep: Callable[[], bool] = lambda: False):
+    """An entry point that needs Hydra's app (run folders, -m sweeps, launchers): train and bench. A single run's
+    arguments are composed first, so a bad one is refused in one line (exit 2) before Hydra starts the job."""
+    import hydra
+    argv = sys.argv[1:] if argv is None else argv
+    if "--help" in argv or "-h" in argv:
+        print(help_text(entry))
+        sys.exit(0)
+    try:
+        overrides = rewrite(argv, entry)
+        if not any(a in ("-m", "--multirun") for a in overrides) and not any(a.startswith("-") for a in overrides):
+            compose(entry.name, overrides)
+    except UserError as e:
+        fail(e, 2)
+    app = hydra.main(version_base="1.3", config_path=str(CONF), config_name=entry.name)(
+        lambda cfg: do(entry, cfg, in_sweep()))
+    sys.argv = [sys.argv[0]] + overrides
+    app()
+
+
+def help_text(entry: Entry) -> str:
+    """The entry point's docstring lines of commands, then its keys (conf/<name>.yaml) and groups with comments."""
+    import importlib
+    doc = importlib.import_module(f"gptlab.{entry.name}").__doc__ or ""
+    back = {v: k for k, v in entry.aliases.items()}
+    words = " ".join(f"[{p.rstrip('*')}{' ...' if p.endswith('*') else ''}]" for p in entry.positional)
+    lines = [doc.strip().splitlines()[0], "", f"usage: python -m gptlab.{entry.name} {words + ' ' if words else ''}"
+             "key=value ...", ""]
+    for key, value, comment in yaml_keys(CONF / f"{entry.name}.yaml"):
+        if key.startswith("hydra") or key == "defaults":
+            continue
+        if key.startswith("group:"):
+            group, default = key[6:], value
+            options = sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+            lines.append(f"  {group}={'|'.join(options)}  (default {default}){'  # ' + comment if comment else ''}")
+            if (CONF / group / f"{default}.yaml").is_file() and group not in ("experiment", "callbacks"):
+                lines += [f"    {group}.{k}: {v}  # {c}" if c else f"    {group}.{k}: {v}"
+                          for k, v, c in yaml_keys(CONF / group / f"{default}.yaml") if not k.startswith("group:")]
+            continue
+        key = back.get(key, key)
+        lines.append(f"  {key}: {value}" + (f"  # {comment}" if comment else ""))
+    return "\n".join(lines)
+
+
+def yaml_keys(path: Path) -> list[tuple[str, str, str]]:
+    """(dotted key, value, comment) of a config file's leaves, read as text so the comments survive; defaults-list
+    entries come back as ('group:<name>', option, comment)."""
+    out, stack, in_defaults = [], [], False
+    for raw in path.read_text().splitlines():
+        body, _, comment = raw.partition(" #")
+        if not body.strip() or body.lstrip().startswith("#"):
+            continue
+        indent = len(body) - len(body.lstrip())
+        m = re.match(r"\s*(- )?([\w/@.\-]+):\s*(.*)$", body)
+        if not m:
+            continue
+        dash, key, value = m.groups()
+        if dash and in_defaults:
+            if not key.startswith(("override", "hydra")) and value not in ("null", ""):
+                out.append((f"group:{key}", value.strip(), comment.strip()))
+            continue
+        stack = [s for s in stack if s[0] < indent]
+        in_defaults = indent == 0 and key == "defaults"
+        if value.strip() == "" and not in_defaults:
+            stack.append((indent, key))
+            continue
+        if not in_defaults:
+            out.append((".".join([s[1] for s in stack] + [key]), value.strip(), comment.strip()))
+    return out

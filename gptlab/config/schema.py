@@ -1,0 +1,142 @@
+"""The typed run config: one dataclass per concern, one RunConfig for the whole run. Imports no torch.
+
+    python -c "from gptlab.config import GPTConfig; print(GPTConfig(n_layer=6, n_head=6, n_embd=384))"
+
+Each dataclass mirrors a conf/ group (conf/model, conf/data, ...); its comments are the knobs' meanings. Values
+that follow from others (block size, world size, micro batch, accumulation) live in Derived, computed once by
+gptlab.config.validate.run_config.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+SCHEDULES = ("cosine", "linear", "constant", "wsd")
+GELUS = ("tanh", "none")
+PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true", "64-true")
+
+
+@dataclass
+class GPTConfig:
+    n_layer: int = 12  # transformer blocks
+    n_head: int = 12  # attention heads per block
+    n_embd: int = 768  # residual stream width
+    block_size: int = 1024  # maximum context length (position embeddings)
+    vocab_size: int = 50304  # GPT-2's 50257 padded up to a multiple of 64 for speed
+    bias: bool = True  # biases in Linear and LayerNorm, as GPT-2 has
+    dropout: float = 0.0  # 0 for pretraining, try 0.1 for fine-tuning
+    gelu: str = "tanh"  # "tanh" (GPT-2's approximation, exact parity) or "none" (erf)
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 6e-4  # peak learning rate
+    weight_decay: float = 0.1  # on 2-D weights only
+    beta1: float = 0.9
+    beta2: float = 0.95
+    eps: float = 1e-8
+    grad_clip: float = 1.0  # max global grad norm; 0 disables
+    fused: bool | None = None  # fused AdamW; None = on CUDA and CPU
+
+
+@dataclass
+class SchedConfig:
+    name: str = "cosine"  # cosine | linear | constant | wsd
+    warmup_steps: int = 100  # linear warmup from 0 to optim.lr
+    min_lr_ratio: float = 0.1  # final lr = min_lr_ratio * optim.lr
+    decay_fraction: float = 0.2  # wsd only: the last fraction of steps decays
+
+
+@dataclass
+class DataConfig:
+    name: str = "shakespeare"  # folder <paths.data_dir>/<name>
+    source: str = "shakespeare"  # document source (gptlab/data/sources.py)
+    source_args: dict = field(default_factory=dict)  # the source's own arguments
+    shard_tokens: int = 100_000_000  # tokens per .bin shard
+    batch_size: Any = 8  # micro batch: sequences per device per step; auto = the preset's tuned one
+    val_tokens: int = 65536  # val tokens scored per eval: the split's first ones
+    num_workers: int = 0  # DataLoader workers
+    block_size: int | None = None  # context trained on; None = model.block_size
+    global_batch: int | None = None  # sequences per optimizer step; None = one micro batch per device
+    global_batch_tokens: int | None = None  # or tokens per optimizer step
+    loss_mask: bool = False  # train and score only the tokens the mask marks (chat: the assistant's)
+
+
+@dataclass
+class TrainerConfig:
+    accelerator: str = "auto"  # auto | cpu | cuda (gpu): follows the top-level device=
+    devices: Any = 1  # devices per node: a count, -1 or auto (every visible GPU), or a list of ids
+    num_nodes: int = 1
+    strategy: str = "auto"  # auto | ddp | ddp_spawn | fsdp
+    precision: str = "auto"  # auto = bf16-mixed on a GPU with bf16, 32-true elsewhere
+    max_steps: int = 1500  # optimizer steps
+    stop_after: int | None = None  # end this invocation after this many optimizer steps
+    eval_interval: int = 100  # optimizer steps between validations
+    eval_at_start: bool = True  # score val before step 0
+    log_every_n_steps: int = 10  # optimizer steps between metrics rows
+    compile: Any = "auto"  # torch.compile: true, false, auto = on a CUDA GPU
+    peak_flops: float | None = None  # device peak FLOP/s for MFU; None = looked up
+    threads: int | None = None  # CPU threads for torch; None = all cores this process may use
+
+
+@dataclass
+class LoggerConfig:
+    project: str | None = None  # W&B project; None (logger=none) = no W&B
+    group: str | None = None  # W&B group; None = the sweep's folder name under -m
+    name: str | None = None  # run name; None = the run folder's name
+    mode: str = "auto"  # auto | online | offline
+    tags: list = field(default_factory=list)
+
+
+@dataclass
+class SampleConfig:
+    prompt: str | None = "The future of AI is"  # text to continue; "" starts from <|endoftext|>; - reads stdin
+    prompt_file: str | None = None  # read the prompt from this file instead
+    num_samples: int = 1  # samples, printed one after another
+    max_new_tokens: int = 256  # per sample; fewer when it stops at <|endoftext|>
+    temperature: float = 0.8  # > 0; lower is more conservative
+    greedy: bool = False  # always the most likely token
+    top_k: int | None = 200  # sample among the k most likely tokens; None = all
+    top_p: float | None = None  # nucleus: the smallest set whose probability reaches top_p
+    stop_at_eot: bool = True  # end a sample at <|endoftext|>
+    use_cache: bool = True  # KV cache; false recomputes the whole context every token
+    head_dtype: str = "auto"  # output layer while decoding: auto | exact | bf16
+
+
+@dataclass
+class PathsConfig:
+    data_dir: str = "data"  # prepared datasets: <data_dir>/<data.name>/
+    log_dir: str = "runs"  # run folders are created under here
+    run_dir: str = "runs/run"  # this run's folder
+
+
+@dataclass
+class Derived:
+    """Values that follow from the others, computed once."""
+    device: str = "cpu"  # cpu | cuda: what trainer.accelerator resolves to here
+    block_size: int = 1024  # tokens per training sequence
+    devices: int = 1  # devices per node
+    world_size: int = 1  # ranks: devices x nodes
+    micro_batch: int = 8  # sequences per device per forward pass
+    accumulation: int = 1  # micro batches per optimizer step
+    tokens_per_step: int = 8192  # accumulation x micro batch x block x world size
+
+
+@dataclass
+class RunConfig:
+    model: GPTConfig
+    optim: OptimConfig
+    sched: SchedConfig
+    data: DataConfig
+    trainer: TrainerConfig
+    logger: LoggerConfig
+    sample: SampleConfig
+    paths: PathsConfig
+    derived: Derived
+    seed: int = 1337
+    resume: str | None = None  # a run folder or .ckpt to continue
+    init: str | None = None  # weights to start from (fine-tuning)
+    callbacks: dict = field(default_factory=dict)  # callbacks.* specs with _target_ (gptlab/training/targets.py)
+    sweep: str | None = None  # under -m: the sweep folder's name (every job's W&B group)
+    recipe: str = ""  # the presets in force, as the header names them
+    resolved: dict = field(default_factory=dict)  # the whole resolved config, as config.yaml records it

@@ -1,0 +1,153 @@
+"""The LightningDataModule: random training windows streamed from memory-mapped shards, fixed val windows.
+
+    python -c "from gptlab.data.datamodule import TokenDataModule as D; \
+               print(next(iter(D('data/shakespeare', 64, 4).train_dataloader()))[0].shape)"
+
+Training batch k of rank r is drawn by a generator seeded with (seed, r, k), so the stream is a pure function
+of the batch index: the module counts consumed batches, a checkpoint stores the count, and a resumed run
+continues with batch k+1 (no window repeated, none skipped), whatever the number of loader workers.
+Validation is the first `val_tokens` tokens of val cut into consecutive windows: the same tokens for every
+run and every model, split across ranks without padding so summed NLL and token counts are exact.
+With loss_mask (datasets prepared with .mask.bin files, e.g. chat), a target whose mask is 0 becomes -1, which
+the model ignores: train and val loss cover assistant tokens only. The windows drawn are the same either way.
+"""
+from __future__ import annotations
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
+
+from gptlab.data import shards
+
+
+class TrainWindows(IterableDataset):
+    """Endless batches [batch, block] of (x, y) windows, documents joined by EOT as nanoGPT does."""
+
+    def __init__(self, files: list[str], block_size: int, batch_size: int, seed: int, rank: int, start: int = 0,
+                 mask_files: list[str] | None = None):
+        self.files, self.block, self.batch = files, block_size, batch_size
+        self.seed, self.rank, self.start = seed, rank, start
+        self.mask_files = mask_files
+        self.sizes = [len(shards.open_shard(f)) for f in files]  # headers checked once, not per batch
+        sizes = np.array(self.sizes, dtype=np.int64)
+        self.windows = np.maximum(sizes - block_size, 0)  # start offsets available in each shard
+        if self.windows.sum() == 0:
+            raise ValueError(f"train split has no shard longer than block_size+1={block_size + 1} tokens: {files}")
+        self.weights = self.windows / self.windows.sum()
+
+    def batch_at(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, self.rank, k])
+        which = rng.choice(len(self.files), size=self.batch, p=self.weights)
+        xy = np.empty((self.batch, self.block + 1), dtype=np.int64)
+        keep = np.ones((self.batch, self.block), dtype=bool)  # targets trained on
+        for f in np.unique(which):
+            # a fresh memmap per batch: nanoGPT found long-lived ones grow resident memory over a run
+            tokens, rows = shards.map_tokens(self.files[f], self.sizes[f]), np.flatnonzero(which == f)
+            mask = shards.map_tokens(self.mask_files[f], self.sizes[f], shards.MASK_DTYPE) if self.mask_files else None
+            for row, off in zip(rows, rng.integers(0, self.windows[f], size=len(rows))):
+                xy[row] = tokens[off:off + self.block + 1]
+                if mask is not None:
+                    keep[row] = mask[off + 1:off + self.block + 1]
+        x, y = torch.from_numpy(xy[:, :-1]), torch.from_numpy(np.where(keep, xy[:, 1:], -1))
+        return x, y
+
+    def __iter__(self):
+        info = get_worker_info()
+        wid, nw = (info.id, info.num_workers) if info else (0, 1)
+        k = self.start + wid  # the loader takes batches from workers round-robin: k, k+1, ... in order
+        while True:
+            yield self.batch_at(k)
+            k += nw
+
+
+class ValWindows(Dataset):
+    """Window i = tokens[i*T : i*T+T+1] of the first n_tokens of val; this rank's share is i = rank, rank+world, ..."""
+
+    def __init__(self, files: list[str], block_size: int, n_tokens: int, rank: int = 0, world: int = 1,
+                 mask_files: list[str] | None = None):
+        # the first n_tokens+1 of the split, across shards in order, and their loss mask (all kept without one)
+        self.tokens = torch.from_numpy(shards.first_tokens(map(shards.open_shard, files), n_tokens + 1))
+        self.keep = (torch.from_numpy(shards.first_tokens(map(shards.open_mask, mask_files), n_tokens + 1)).bool()
+                     if mask_files else torch.ones(len(self.tokens), dtype=torch.bool))
+        self.block = block_size
+        n = (len(self.tokens) - 1) // block_size
+        if n == 0:
+            raise ValueError(f"val split has {len(self.tokens)} tokens, fewer than one window of {block_size + 1}")
+        self.index = list(range(rank, n, world))
+
+    def __len__(self):
+        return len(self.index)
+
+    def __getitem__(self, i):
+        s = self.index[i] * self.block
+        w = self.tokens[s:s + self.block + 1]
+        return w[:-1], w[1:].masked_fill(~self.keep[s + 1:s + self.block + 1], -1)
+
+
+class TokenDataModule(L.LightningDataModule):
+    def __init__(self, data_dir: str, block_size: int, batch_size: int, val_tokens: int = 65536,
+                 num_workers: int = 0, seed: int = 1337, vocab_size: int = 50257, tokenizer: str = "gpt2",
+                 loss_mask: bool = False):
+        super().__init__()
+        self.data_dir, self.block_size, self.batch_size = data_dir, block_size, batch_size
+        self.val_tokens, self.num_workers, self.seed = val_tokens, num_workers, seed
+        self.vocab_size, self.tokenizer, self.loss_mask = vocab_size, tokenizer, loss_mask
+        self.train_batches = 0  # batches consumed by training: the stream's position, saved in checkpoints
+        self._split_files = {}  # split -> shard paths, verified once by check()
+
+    def check(self) -> None:
+        """Open and verify the dataset now, so missing or damaged data fails before any model is built."""
+        for split in ("train", "val"):
+            self._files(split)
+            self._masks(split)
+
+    def _files(self, split: str) -> list[str]:
+        if split not in self._split_files:
+            self._split_files[split] = [m.filename for m in shards.open_split(
+                self.data_dir, split, tokenizer=self.tokenizer, vocab_size=self.vocab_size)]
+        return self._split_files[split]
+
+    def _masks(self, split: str) -> list[str] | None:
+        """The split's loss-mask files when loss_mask is on (None when off); a dataset without them is an error."""
+        if not self.loss_mask:
+            return None
+        if (files := shards.mask_files(self.data_dir, split)) is None:
+            raise shards.ShardError(f"{self.data_dir}: loss_mask is on but split {split!r} was prepared without "
+                                    "loss masks (only the chat source writes them); set data.loss_mask=false")
+        return files
+
+    def _rank_world(self):
+        t = self.trainer
+        return (t.global_rank, t.world_size) if t is not None else (0, 1)
+
+    def _loader(self, dataset, **kw):
+        t = self.trainer  # pinned pages (asynchronous host-to-device copies) only when batches go to a CUDA device
+        pin = t.strategy.root_device.type == "cuda" if t is not None else torch.cuda.is_available()
+        # an own generator: a loader seeds its workers from the global torch RNG otherwise, and a resumed run creates
+        # its loaders at other points of that stream than an uninterrupted one (dropout masks would differ)
+        return DataLoader(dataset, num_workers=self.num_workers, pin_memory=pin,
+                          persistent_workers=self.num_workers > 0,
+                          generator=torch.Generator().manual_seed(self.seed), **kw)
+
+    def train_dataloader(self):
+        rank, _ = self._rank_world()
+        ds = TrainWindows(self._files("train"), self.block_size, self.batch_size, self.seed, rank, self.train_batches,
+                          self._masks("train"))
+        return self._loader(ds, batch_size=None, prefetch_factor=4 if self.num_workers else None)
+
+    def val_dataloader(self):
+        rank, world = self._rank_world()
+        ds = ValWindows(self._files("val"), self.block_size, self.val_tokens, rank, world, self._masks("val"))
+        return self._loader(ds, batch_size=self.batch_size, shuffle=False)
+
+    def on_before_batch_transfer(self, batch, dataloader_idx):
+        if self.trainer is not None and self.trainer.training:
+            self.train_batches += 1
+        return batch
+
+    def state_dict(self):
+        return {"train_batches": self.train_batches}
+
+    def load_state_dict(self, state):
+        self.train_batches = int(state["train_batches"])

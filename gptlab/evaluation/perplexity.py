@@ -1,0 +1,85 @@
+"""Perplexity and bits per byte of a GPT on a token sequence, in fixed or strided windows.
+
+    python -m gptlab.eval model=hf:gpt2 ctx=1024 stride=512      # the command line over this module (gptlab/eval.py)
+    python -c "from gptlab.evaluation.perplexity import perplexity; from gptlab import load_model; import numpy as np; \
+               m, _ = load_model('hf:gpt2'); print(perplexity(m, np.arange(2049) % 50000, ctx=1024))"
+
+Of n + 1 tokens, every token but the first is predicted exactly once: n tokens are scored. Windows hold ctx
+inputs; non-overlapping by default (stride = ctx); with stride < ctx each window after the first scores only its
+last `stride` tokens, as the transformers docs "Perplexity of fixed-length models" do (the last window may be
+shorter). Reported: loss (token-mean NLL, nats), ppl = exp(loss), bpb = sum NLL / ln 2 / bytes, where bytes are the
+UTF-8 bytes of the scored tokens' text (<|endoftext|> separates documents and counts 0 bytes). Log-probs use only
+the 50257 real GPT-2 logits.
+"""
+from __future__ import annotations
+
+import math
+import time
+from itertools import takewhile
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from gptlab.data.tokenizer import EOT, N_VOCAB, get_tokenizer
+from gptlab.evaluation.tasks import score_positions
+from gptlab.model.checkpoint import check_compatible
+
+
+def windows(n: int, ctx: int, stride: int | None = None) -> list[tuple[int, int, int]]:
+    """(begin, end, scored) over n (input, target) pairs: inputs [begin, end), its last `scored` targets
+    scored; every target exactly once (the transformers docs' loop)."""
+    stride = stride or ctx
+    if not 0 < stride <= ctx:
+        raise ValueError(f"stride must be in [1, ctx={ctx}], got {stride}")
+    out, prev = [], 0
+    for begin in range(0, n, stride):
+        end = min(begin + ctx, n)
+        out.append((begin, end, end - prev))
+        prev = end
+        if end == n:
+            break
+    return out
+
+
+def text_bytes(ids) -> int:
+    """UTF-8 bytes of the text the tokens decode to; EOT separates documents and is no text: 0 bytes."""
+    ids = np.asarray(ids, dtype=np.int64)
+    return len(get_tokenizer().decode_bytes(ids[ids != EOT].tolist()))
+
+
+def bits_per_byte(nll_sum: float, nbytes: int) -> float:
+    return nll_sum / math.log(2) / nbytes
+
+
+def perplexity(model, tokens, ctx: int | None = None, stride: int | None = None, batch_size: int = 8,
+               device=None, progress: bool = False) -> dict:
+    """Score tokens[1:] given what precedes each within windows of ctx; dict(loss, ppl, tokens, nll_sum, bytes,
+    bpb, tokens_per_s). tokens: a 1-D array or tensor of GPT-2 ids; model in eval mode (as load_model gives)."""
+    tokens = torch.as_tensor(np.asarray(tokens, dtype=np.int64))
+    ctx = ctx or model.config.block_size
+    check_compatible(model, N_VOCAB, ctx)
+    if tokens.ndim != 1 or len(tokens) < 2:
+        raise ValueError(f"need a 1-D sequence of at least 2 tokens, got shape {tuple(tokens.shape)}")
+    device = device or model.lm_head.weight.device
+    wins = windows(len(tokens) - 1, ctx, stride)
+    nll, n, t0 = 0.0, 0, time.perf_counter()
+    bar = tqdm(total=len(tokens) - 1, unit="tok", unit_scale=True, desc="perplexity", disable=not progress)
+    i = 0
+    while i < len(wins):
+        width = wins[i][1] - wins[i][0]  # a batch holds windows of one length: all but maybe the last
+        batch = list(takewhile(lambda w, width=width: w[1] - w[0] == width, wins[i:i + batch_size]))
+        x = torch.stack([tokens[b:e] for b, e, _ in batch])
+        rows = torch.cat([torch.full((k,), r) for r, (_, _, k) in enumerate(batch)])
+        cols = torch.cat([torch.arange(width - k, width) for _, _, k in batch])
+        y = torch.cat([tokens[e - k + 1:e + 1] for _, e, k in batch])
+        lp, _ = score_positions(model, x.to(device), rows, cols, y.to(device))
+        nll -= lp.double().sum().item()
+        n += len(y)
+        bar.update(len(y))
+        i += len(batch)
+    bar.close()
+    nbytes = text_bytes(tokens[1:])
+    return {"loss": nll / n, "ppl": math.exp(nll / n), "tokens": n, "nll_sum": nll, "bytes": nbytes,
+            "bpb": bits_per_byte(nll, nbytes) if nbytes else float("nan"),
+            "tokens_per_s": n / (time.perf_counter() - t0)}

@@ -1,0 +1,181 @@
+"""A GPT-2 architecture decoder whose module names match GPT-2's, so weights map by name.
+
+    python -c "from gptlab import GPT, GPTConfig; m = GPT(GPTConfig(6, 6, 384, 512, bias=False)); print(m.num_params())"
+
+Public API: GPT(GPTConfig(...)); model(idx, targets=None) -> (logits, loss); model.num_params();
+model.flops_per_token(); model.generate(idx, max_new_tokens, temperature, top_k, top_p) with a KV cache;
+model.stream(...) yields those tokens one step at a time (gptlab.model.sampling draws them and prints text).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from gptlab.config import GPTConfig
+from gptlab.model.loss import chunk_rows, chunked_cross_entropy
+from gptlab.model.sampling import sample_next
+
+__all__ = ["GPT", "GPTConfig", "KVCache"]
+
+
+class KVCache:
+    """Keys and values of every layer for the tokens seen so far, preallocated to the context length."""
+
+    def __init__(self, cfg: GPTConfig, batch: int, device, dtype):
+        shape = (cfg.n_layer, batch, cfg.n_head, cfg.block_size, cfg.n_embd // cfg.n_head)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.pos = 0  # tokens already cached; advanced by GPT.forward after all layers
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor):
+        end = self.pos + k.size(2)
+        self.k[layer, :, :, self.pos:end] = k
+        self.v[layer, :, :, self.pos:end] = v
+        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, cfg: GPTConfig, layer: int):
+        super().__init__()
+        self.c_attn = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)  # q, k, v for all heads at once
+        self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
+        self.resid_dropout = nn.Dropout(cfg.dropout)
+        self.n_head, self.n_embd, self.dropout, self.layer = cfg.n_head, cfg.n_embd, cfg.dropout, layer
+
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+                   for t in self.c_attn(x).split(self.n_embd, dim=2))
+        past = cache.pos if cache is not None else 0
+        if cache is not None:
+            k, v = cache.update(self.layer, k, v)
+        mask = None
+        if past and T > 1:  # a chunk after cached tokens: row i sees all the past and itself
+            mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=(past == 0 and T > 1),
+                                           dropout_p=self.dropout if self.training else 0.0)
+        return self.resid_dropout(self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C)))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.c_fc = nn.Linear(cfg.n_embd, 4 * cfg.n_embd, bias=cfg.bias)
+        self.gelu = nn.GELU(approximate=cfg.gelu)  # GPT-2 used the tanh approximation
+        self.c_proj = nn.Linear(4 * cfg.n_embd, cfg.n_embd, bias=cfg.bias)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x):
+        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: GPTConfig, layer: int):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.attn = CausalSelfAttention(cfg, layer)
+        self.ln_2 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x, cache=None):
+        x = x + self.attn(self.ln_1(x), cache)
+        return x + self.mlp(self.ln_2(x))
+
+
+class GPT(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.config = cfg
+        self.transformer = nn.ModuleDict(dict(
+            wte=nn.Embedding(cfg.vocab_size, cfg.n_embd),
+            wpe=nn.Embedding(cfg.block_size, cfg.n_embd),
+            drop=nn.Dropout(cfg.dropout),
+            h=nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layer)),
+            ln_f=nn.LayerNorm(cfg.n_embd, bias=cfg.bias),
+        ))
+        self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        self.transformer.wte.weight = self.lm_head.weight  # weight tying, as GPT-2
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():  # GPT-2: residual projections scaled by 1/sqrt(2 * n_layer)
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
+
+    @staticmethod
+    def _init_weights(module):
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    def hidden(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        """Final-layer-norm activations [B, T, n_embd] for token ids [B, T]."""
+        T, start = idx.size(1), cache.pos if cache is not None else 0
+        if start + T > self.config.block_size:
+            raise ValueError(f"sequence of {start + T} tokens exceeds block_size {self.config.block_size}")
+        pos = torch.arange(start, start + T, dtype=torch.long, device=idx.device)
+        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
+        for block in self.transformer.h:
+            x = block(x, cache)
+        if cache is not None:
+            cache.pos += T
+        return self.transformer.ln_f(x)
+
+    def forward(self, idx, targets=None, return_logits: bool = True):
+        """(logits [B, T, vocab], mean cross-entropy or None). Targets of -1 are ignored.
+
+        return_logits=False (training and eval) returns (None, loss); where chunk_rows(device) is set (CPUs) it
+        computes the loss in chunks without materialising [B, T, vocab]."""
+        h = self.hidden(idx)
+        if targets is not None and not return_logits and chunk_rows(idx.device):
+            return None, chunked_cross_entropy(h.flatten(0, 1), self.lm_head.weight, targets.flatten())
+        logits = self.lm_head(h)
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-1)
+        return (logits if return_logits else None), loss
+
+    def num_params(self, non_embedding: bool = True) -> int:
+        """Parameters, the tied wte/lm_head matrix once; non_embedding drops position embeddings (nanoGPT)."""
+        n = sum(p.numel() for p in self.parameters())
+        return n - self.transformer.wpe.weight.numel() if non_embedding else n
+
+    def flops_per_token(self, seq_len: int | None = None) -> int:
+        """Training FLOPs per token (forward + backward): 6N for the weights + 12 * L * C * T for attention
+        (PaLM appendix B, as nanoGPT's estimate_mfu; causal masking not discounted)."""
+        c = self.config
+        return 6 * self.num_params() + 12 * c.n_layer * c.n_embd * (seq_len or c.block_size)
+
+    @torch.no_grad()
+    def generate(self, idx, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
+                 top_p: float | None = None, use_cache: bool = True, generator: torch.Generator | None = None):
+        """Append max_new_tokens to idx [B, T]. temperature=0 is greedy. With use_cache, past keys and values
+        are kept; once the sequence outgrows block_size the window slides and every step recomputes it,
+        exactly as without the cache."""
+        return torch.cat([idx, *self.stream(idx, max_new_tokens, temperature, top_k, top_p, use_cache, generator)], 1)
+
+    @torch.no_grad()
+    def stream(self, idx, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
+               top_p: float | None = None, use_cache: bool = True, generator: torch.Generator | None = None,
+               n_vocab: int | None = None, head_dtype: torch.dtype | None = None):
+        """Yield the next token ids [B, 1] one step at a time, as generate appends them. n_vocab: ids >= n_vocab
+        (a vocabulary padded past the tokenizer's) are never sampled. head_dtype: compute the output layer with
+        its weight in this dtype (bf16 halves the bytes a decoded token reads: a CPU decodes at memory speed)."""
+        bs, cache = self.config.block_size, None
+        head = self.lm_head.weight if head_dtype is None else self.lm_head.weight.detach().to(head_dtype)
+        for _ in range(max_new_tokens):
+            if not use_cache or idx.size(1) > bs:
+                h = self.hidden(idx[:, -bs:])
+            elif cache is None:
+                cache = KVCache(self.config, idx.size(0), idx.device, self.lm_head.weight.dtype)
+                h = self.hidden(idx, cache)
+            else:
+                h = self.hidden(idx[:, -1:], cache)
+            logits = F.linear(h[:, -1].to(head.dtype), head).float()
+            if n_vocab is not None and n_vocab < logits.size(-1):
+                logits[:, n_vocab:] = float("-inf")
+            nxt = sample_next(logits, temperature, top_k, top_p, generator)
+            yield nxt
+            idx = torch.cat((idx, nxt), dim=1)

@@ -1,0 +1,89 @@
+"""What `model=` may name, checked without torch: a run folder, a .ckpt file, or hf:<GPT-2 name or folder>.
+
+    python -c "from gptlab.model.spec import check_spec; print(check_spec('runs/nothere'))"   # the one-line refusal
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+HF_NAMES = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
+FORMS = ("a run folder (its checkpoints/best.ckpt, else last.ckpt)", "a .ckpt file written by gptlab.train",
+         "hf:gpt2 ... hf:gpt2-xl or hf:<local Hugging Face GPT-2 folder>")
+
+
+def run_checkpoint(run_dir: Path) -> Path | None:
+    """The checkpoint a run folder is loaded from: best.ckpt if present, else last.ckpt; None without either."""
+    return next((c for c in (run_dir / "checkpoints" / "best.ckpt", run_dir / "checkpoints" / "last.ckpt")
+                 if c.is_file()), None)
+
+
+def hf_ref(spec: str) -> str | None:
+    """'hf:gpt2' -> 'gpt2' (and an existing folder -> itself); None when it is neither."""
+    ref = spec[3:] if spec.startswith("hf:") else spec
+    return ref if Path(ref).is_dir() or ref.removeprefix("openai-community/") in HF_NAMES else None
+
+
+def check_spec(spec) -> str | None:
+    """None when `spec` names something loadable, else the one-line message that says what to pass instead."""
+    s = "" if spec is None else str(spec)
+    if not s.strip():
+        return f"model= is required: {'; '.join(FORMS)}"
+    if s.startswith("hf:"):
+        if hf_ref(s) is None:
+            return (f"{s!r} is neither a folder nor a known GPT-2; valid names: "
+                    + ", ".join(f"hf:{n}" for n in HF_NAMES) + ", or hf:<local Hugging Face GPT-2 folder>")
+        return None
+    p = Path(s)
+    if p.is_dir() and (p / "checkpoints").is_dir():
+        return None if run_checkpoint(p) else f"{p}: run folder without checkpoints/best.ckpt or checkpoints/last.ckpt"
+    if p.is_file():
+        return None
+    if (p / "config.json").is_file():
+        return f"cannot load {s!r}: it holds config.json; for a Hugging Face folder write model=hf:{s}"
+    return f"cannot load {s!r}: no such run folder or file; model= takes {'; '.join(FORMS)}"
+
+
+# GPT-2's released shapes (the Hugging Face configs), so init=hf:<name> is checked without downloading anything
+HF_SHAPES = {"gpt2": (12, 12, 768), "gpt2-medium": (24, 16, 1024), "gpt2-large": (36, 20, 1280),
+             "gpt2-xl": (48, 25, 1600)}
+ARCH_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "vocab_size", "bias", "gelu")
+
+
+def architecture(spec, keep=(), into=None) -> dict:
+    """The GPTConfig keys (less `keep`) of the model `spec` names, read from its config without building it: a run
+    folder's config.yaml, a checkpoint's hyper_parameters, a GPT-2 name or a Hugging Face folder's config.json.
+    With `into` (the configured model), a line says which keys the weights change. ConfigError when it is missing."""
+    from gptlab.config.checks import ConfigError
+    s = str(spec)
+    if not s.startswith("hf:") and not Path(s).exists():
+        raise ConfigError(f"init={s}: no such run folder or .ckpt file (or write hf:<name> for Hugging Face)")
+    if (msg := check_spec(s)) is not None:
+        raise ConfigError(f"init={s}: {msg}")
+    arch = _read_architecture(s)
+    arch = {k: v for k, v in arch.items() if k in ARCH_KEYS and k not in keep}
+    changed = {k: v for k, v in arch.items() if into is not None and into.get(k) != v}
+    if changed:
+        print(f"init={s}: model architecture taken from the weights: {changed}")
+    return arch
+
+
+def _read_architecture(s: str) -> dict:
+    import json
+    ref = hf_ref(s) if s.startswith("hf:") else None
+    if ref is not None and not Path(ref).is_dir():
+        layers, heads, width = HF_SHAPES[ref.removeprefix("openai-community/")]
+        return dict(n_layer=layers, n_head=heads, n_embd=width, block_size=1024, vocab_size=50257, bias=True,
+                    gelu="tanh")
+    if ref is not None:
+        c = json.loads((Path(ref) / "config.json").read_text())
+        return dict(n_layer=c["n_layer"], n_head=c["n_head"], n_embd=c["n_embd"], block_size=c["n_positions"],
+                    vocab_size=c["vocab_size"], bias=True, gelu="tanh" if "tanh" in c.get("activation_function",
+                                                                                          "gelu_new") or
+                    c.get("activation_function") == "gelu_new" else "none")
+    p = Path(s)
+    if p.is_dir() and (p / "config.yaml").is_file():
+        import yaml
+        return dict((yaml.safe_load((p / "config.yaml").read_text()) or {}).get("model") or {})
+    from gptlab.model.checkpoint import read_checkpoint  # a .ckpt: its hyper-parameters, read with weights_only
+    ckpt = read_checkpoint(run_checkpoint(p) if p.is_dir() else p)
+    return dict(((ckpt.get("hyper_parameters") or {}).get("model")) or {})

@@ -1,0 +1,43 @@
+"""The run folder contract: what a run leaves, and how its records read back. Imports no torch.
+
+    python -c "from gptlab.runfolder import read_metrics; print(read_metrics('runs/2026-11-27/21-00-00')[-1])"
+
+<run>/config.yaml the resolved config; metrics.csv one row per logged step and per eval; summary.json the numbers a
+report needs; checkpoints/{last,best}.ckpt; wandb/. Writers (gptlab/training) and readers (eval, report) meet here.
+"""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from gptlab.config.checks import ConfigError
+
+CONFIG, METRICS, SUMMARY = "config.yaml", "metrics.csv", "summary.json"
+RECORDS = (METRICS, SUMMARY, "checkpoints/last.ckpt", "checkpoints/best.ckpt")  # a run was here
+
+
+def read_metrics(run_dir) -> list[dict]:
+    """metrics.csv rows as dicts of floats (empty cells dropped)."""
+    path = Path(run_dir) / METRICS
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
+
+
+def read_summary(run_dir) -> dict:
+    """summary.json, or {} while the run has none."""
+    path = Path(run_dir) / SUMMARY
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def resume_paths(resume: str | None, run_dir: str) -> tuple[Path, Path | None]:
+    """(run folder to write into, checkpoint to resume from). Resuming a run folder continues in that folder."""
+    if not resume:
+        return Path(run_dir), None
+    p = Path(resume)
+    ckpt = p / "checkpoints" / "last.ckpt" if p.is_dir() else p
+    if not ckpt.is_file():
+        raise ConfigError(f"resume={resume}: no checkpoint at {ckpt} (give a run folder or a .ckpt file)")
+    return (p if p.is_dir() else ckpt.parent.parent), ckpt

@@ -1,0 +1,48 @@
+"""Fault drills for tests and rehearsals: record what each step read, or break the weights at a chosen step.
+
+    python -m gptlab.train +callbacks.trace._target_=gptlab.training.drills.BatchTrace +callbacks.trace.path=t.txt
+    python -m gptlab.train +callbacks.nan._target_=gptlab.training.drills.InjectNonFinite +callbacks.nan.step=7
+
+They are ordinary Lightning callbacks, so a config's callbacks.* may name them (gptlab/training/targets.py).
+"""
+from __future__ import annotations
+
+import math
+import os
+import zlib
+
+import torch
+from lightning.pytorch import Callback
+
+
+class BatchTrace(Callback):
+    """Drill: appends `pid step k crc32` to `path` for every training micro batch, where step is the optimizer step
+    it belongs to, k the stream position the datamodule counted (data.py: batch k is a pure function of k) and
+    crc32 the checksum of its input tokens. One O_APPEND write per line: a SIGKILL loses at most the line in flight."""
+
+    def __init__(self, path: str):
+        self.path = str(path)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        k = trainer.datamodule.train_batches - 1 if trainer.datamodule is not None else -1
+        crc = zlib.crc32(batch[0].detach().cpu().contiguous().numpy().tobytes())
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, f"{os.getpid()} {trainer.global_step} {k} {crc}\n".encode())
+        finally:
+            os.close(fd)
+
+
+class InjectNonFinite(Callback):
+    """Drill: at optimizer step `step`, fills the final LayerNorm's gain with `value` (nan or inf), as a diverging run
+    would, so the loss turns non-finite from that step on."""
+
+    def __init__(self, step: int, value: str = "nan"):
+        self.step, self.value = int(step), float(value)
+        if math.isfinite(self.value):
+            raise ValueError(f"InjectNonFinite: value must be nan or inf, got {value!r}")
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.step:
+            with torch.no_grad():
+                pl_module.model.transformer.ln_f.weight.fill_(self.value)

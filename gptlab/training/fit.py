@@ -1,0 +1,195 @@
+"""One training run from a typed RunConfig: data, module and Lightning Trainer built, trained, summarised.
+
+    python -m gptlab.train model=30m sched=cosine      # the command line over this module (gptlab/train.py)
+
+The run folder gets config.yaml (resolved), metrics.csv, checkpoints/{last,best}.ckpt, summary.json and wandb/.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import lightning as L
+import torch
+from omegaconf import OmegaConf
+
+from gptlab.config import RunConfig
+from gptlab.data.datamodule import TokenDataModule
+from gptlab.fs import atomic_write_text
+from gptlab.runfolder import resume_paths
+from gptlab.training.callbacks import Progress, StopAfter, Throughput
+from gptlab.training.guards import AtomicCheckpointIO, FiniteLossGuard, RNGState, checkpoint_step
+from gptlab.training.loggers import wandb_logger
+from gptlab.training.logs import AppendingCSVLogger, write_summary
+from gptlab.training.module import GPTModule
+from gptlab.training.perf import cuda_fast_math, use_compile
+from gptlab.training.targets import safe_instantiate
+from gptlab.units import human
+
+
+def cpu_threads(run: RunConfig, launcher_jobs: int | None = None) -> int:
+    """trainer.threads, else this process's cores shared between the jobs a joblib launcher runs at once."""
+    if run.trainer.threads:
+        return run.trainer.threads
+    cores = len(os.sched_getaffinity(0))
+    return max(1, cores // launcher_jobs) if launcher_jobs and launcher_jobs > 0 else cores
+
+
+def precision(setting: str, device: str) -> str:
+    """trainer.precision, auto resolved: bf16-mixed on a GPU with bf16, 32-true elsewhere."""
+    if setting != "auto":
+        return setting
+    gpu = device == "cuda" and torch.cuda.is_available()
+    return "bf16-mixed" if gpu and torch.cuda.is_bf16_supported() else "32-true"
+
+
+def step_callbacks(tokens_per_step: int, flops_per_token: int, peak, prec: str, ckpt_dir=None) -> list:
+    """What every training step runs through, here and in the bench's Lightning path (so it times the same work):
+    tokens/s and MFU, the progress bar, the non-finite loss stop, the RNG state in checkpoints."""
+    return [Throughput(tokens_per_step, flops_per_token, peak, prec), Progress(), FiniteLossGuard(ckpt_dir), RNGState()]
+
+
+def datamodule(run: RunConfig) -> TokenDataModule:
+    d = run.data
+    dm = TokenDataModule(str(Path(run.paths.data_dir) / d.name), run.derived.block_size, run.derived.micro_batch,
+                         d.val_tokens, d.num_workers, run.seed, vocab_size=50257, loss_mask=d.loss_mask)
+    dm.check()  # missing or damaged data fails here, before the model is built
+    return dm
+
+
+def build_module(run: RunConfig) -> GPTModule:
+    """The LightningModule, starting from init='s weights when fine-tuning (the architecture already matches them)."""
+    module = GPTModule(model=asdict(run.model), optim=asdict(run.optim), sched=asdict(run.sched),
+                       max_steps=run.trainer.max_steps, tokens_per_step=run.derived.tokens_per_step,
+                       compile=use_compile(run.trainer.compile, run.trainer.accelerator))
+    if run.init and not run.resume:
+        from gptlab.model.load import load_model
+        module.model.load_state_dict(load_model(run.init)[0].state_dict())
+    return module
+
+
+def build_trainer(run: RunConfig, module: GPTModule, run_dir: Path, loggers: list, prec: str) -> L.Trainer:
+    t, der = run.trainer, run.derived
+    callbacks = safe_instantiate(run.callbacks) + step_callbacks(
+        der.tokens_per_step, module.model.flops_per_token(der.block_size), t.peak_flops, prec,
+        run_dir / "checkpoints") + ([StopAfter(t.stop_after)] if t.stop_after else [])
+    return L.Trainer(
+        accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy, precision=prec,
+        max_steps=t.max_steps, accumulate_grad_batches=der.accumulation, gradient_clip_val=run.optim.grad_clip or None,
+        val_check_interval=t.eval_interval * der.accumulation, check_val_every_n_epoch=None,
+        log_every_n_steps=t.log_every_n_steps, logger=loggers, callbacks=callbacks, enable_progress_bar=False,
+        enable_model_summary=False, num_sanity_val_steps=0, use_distributed_sampler=False,
+        default_root_dir=str(run_dir), plugins=[AtomicCheckpointIO()])  # whole checkpoints: a kill keeps the old
+
+
+# MFU a run reaches, for the projected wall time printed before training: ~60% was measured for 30m on 2 Zen 3 cores
+# and 32-42% on an H200 (README, Speed); narrow models run their small matmuls slower, hence the rounder figures.
+ASSUMED_MFU = {"cpu": 0.4, "cuda": 0.35}
+
+
+def projected_seconds(run: RunConfig, flops_per_token: int, device: torch.device, prec: str) -> tuple[float, str]:
+    """(seconds, how) for the run's remaining tokens at an assumed MFU of the device's peak FLOP/s."""
+    from gptlab.training.hardware import peak_flops
+    peak = (run.trainer.peak_flops or peak_flops(device, prec) or 0.0) * run.derived.world_size
+    mfu = ASSUMED_MFU.get(device.type, 0.35)
+    tokens = run.derived.tokens_per_step * run.trainer.max_steps
+    return (tokens * flops_per_token / (peak * mfu) if peak else float("nan"),
+            f"at an assumed {mfu:.0%} MFU of {peak:.3g} FLOP/s; the progress bar's ETA measures it")
+
+
+def duration(seconds: float) -> str:
+    if seconds != seconds:
+        return "unknown (no peak FLOP/s for this device: set trainer.peak_flops)"
+    hours, minutes = divmod(round(seconds / 60), 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{max(minutes, 1)} min"
+
+
+def header(run: RunConfig, trainer: L.Trainer, n_params: int, prec: str, run_dir: Path, flops_per_token: int) -> str:
+    """The start-up lines: the model, device and run folder; the recipe in force and its projected wall time; the
+    batch arithmetic."""
+    der, device = run.derived, trainer.strategy.root_device.type
+    threads = f" ({torch.get_num_threads()} threads)" if device == "cpu" else ""
+    seconds, how = projected_seconds(run, flops_per_token, trainer.strategy.root_device, prec)
+    return (f"gptlab: {human(n_params)} parameters ({n_params:,}), device {device}{threads} x {der.world_size}, "
+            f"precision {prec}, run folder {run_dir}\n"
+            f"recipe: {run.recipe or 'as configured'}: lr {run.optim.lr:g} {run.sched.name}, warmup "
+            f"{run.sched.warmup_steps}, {run.trainer.max_steps:,} steps, eval every {run.trainer.eval_interval}; "
+            f"projected {duration(seconds)} ({how})\n"
+            f"tokens per iteration: {der.tokens_per_step:,} = {der.accumulation} accumulation x {der.micro_batch} "
+            "micro "
+            f"batch x {der.block_size} block x {der.world_size} device(s); {run.trainer.max_steps:,} steps = "
+            f"{human(der.tokens_per_step * run.trainer.max_steps)} tokens")
+
+
+def fit(run: RunConfig, launcher_jobs: int | None = None) -> float | None:
+    """Train the run; returns the best val loss (None when no validation ran)."""
+    t0 = time.time()
+    for name in ("lightning.pytorch", "lightning.fabric"):  # our own first line says what these INFO lines would
+        logging.getLogger(name).setLevel(logging.WARNING)
+    run_dir, ckpt = resume_paths(run.resume, run.paths.run_dir)
+    resumed_step = run.resume_step if ckpt is None or run.resume_step is not None else checkpoint_step(ckpt)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    dm = datamodule(run)
+    if run.trainer.threads or run.derived.device == "cpu":
+        torch.set_num_threads(cpu_threads(run, launcher_jobs))
+    if run.derived.device == "cuda":
+        cuda_fast_math()  # TF32 for fp32 matmuls; bf16 autocast comes from the precision
+    L.seed_everything(run.seed, verbose=False)
+    module, prec = build_module(run), precision(run.trainer.precision, run.derived.device)
+    atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(run.resolved))
+    csv = AppendingCSVLogger(run_dir, None if ckpt is None else resumed_step * run.derived.tokens_per_step)
+    loggers = [csv] + [w for w in [wandb_logger(run.logger, run_dir, run.sweep)] if w is not None]
+    n_params = module.model.num_params()
+    trainer = build_trainer(run, module, run_dir, loggers, prec)
+    if trainer.is_global_zero:
+        print(header(run, trainer, n_params, prec, run_dir, module.model.flops_per_token(run.derived.block_size)))
+    before = validate_before(run, trainer, module, dm, ckpt)
+    trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt) if ckpt else None, weights_only=True)
+    trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt")  # full state for resume; loads use weights_only
+    for logger in loggers:
+        logger.finalize("success")
+    best = finish(run, trainer, module, run_dir, n_params, time.time() - t0, before) if trainer.is_global_zero else None
+    if len(loggers) > 1:
+        import wandb
+        wandb.finish()
+    return best
+
+
+def validate_before(run: RunConfig, trainer: L.Trainer, module, dm, ckpt) -> float | None:
+    """The val loss before step 0 (a fresh run with trainer.eval_at_start): the curve's first point."""
+    if not run.trainer.eval_at_start or ckpt is not None:
+        return None
+    before = trainer.validate(module, datamodule=dm, verbose=False)[0]["val/loss"]
+    if trainer.is_global_zero:
+        print(f"val before training: loss {before:.4f}, ppl {math.exp(before):.1f}")
+    return before
+
+
+def finish(run: RunConfig, trainer, module, run_dir: Path, n_params: int, wall: float, before) -> float | None:
+    """summary.json, the closing line and the end-of-run sample; returns the best val loss."""
+    summary = write_summary(run_dir, params=n_params, tokens_per_step=run.derived.tokens_per_step,
+                            steps=trainer.global_step, wall_time_s=wall, val_before=before, model=asdict(run.model))
+    if summary["final_val_loss"] is None:  # no validation within max_steps (eval_interval longer, no eval_at_start)
+        print(f"no validation ran (trainer.eval_interval > trainer.max_steps); summary {run_dir / 'summary.json'}")
+    else:
+        print(f"val after training: loss {summary['final_val_loss']:.4f}, ppl {summary['final_val_ppl']:.1f} "
+              f"(best {summary['best_val_loss']:.4f}); summary {run_dir / 'summary.json'}")
+    print_sample(module, run)
+    return summary.get("best_val_loss")
+
+
+def print_sample(module, run: RunConfig) -> None:
+    from gptlab.data.tokenizer import get_tokenizer
+    enc, s = get_tokenizer(), run.sample
+    if not s.max_new_tokens:
+        return
+    model = module.model.eval()
+    idx = torch.tensor([enc.encode_ordinary(s.prompt or "") or [enc.eot_token]], device=module.device)
+    gen = torch.Generator(device=module.device).manual_seed(run.seed)
+    out = model.generate(idx, s.max_new_tokens, temperature=s.temperature, top_k=s.top_k, generator=gen)
+    tokens = [t for t in out[0].tolist() if t < enc.n_vocab]
+    print("sample:\n" + enc.decode(tokens).split("<|endoftext|>")[0])

@@ -1,0 +1,97 @@
+"""Run-folder records: metrics.csv that survives a resume, and summary.json built from it.
+
+    python -m gptlab.train          # writes <run>/metrics.csv and summary.json (gptlab/runfolder.py reads them)
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+from pathlib import Path
+
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.loggers.logger import rank_zero_experiment
+
+from gptlab.fs import atomic_write_bytes, atomic_write_json
+from gptlab.runfolder import SUMMARY, read_metrics
+
+
+class _AppendingWriter(ExperimentWriter):
+    """Lightning's CSV writer deletes an existing metrics.csv. Ours keeps it: a fresh run never lands in a used folder
+    (gptlab/runlock.py), so a file here is this run's own (the validation before fit, or a ddp_spawn process opening it
+    again) or a resumed run's; after a resume the rows logged after the checkpoint (by their `tokens` column: tokens
+    trained when the row was logged) are dropped, as the resumed run logs them again."""
+
+    def __init__(self, log_dir: str, resume_tokens: int | None):
+        self.resume_tokens = resume_tokens
+        super().__init__(log_dir)
+
+    def _check_log_dir_exists(self) -> None:
+        path = self.metrics_file_path
+        if not os.path.isfile(path):
+            return
+        with open(path, newline="") as f:
+            text = f.read()
+        if not text.endswith("\n"):  # a row cut short by a kill mid-write: drop it (the resumed run logs it again)
+            text = text[:text.rfind("\n") + 1]
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        keys, rows = list(reader.fieldnames or []), list(reader)
+        self.metrics_keys = keys
+        if self.resume_tokens is None:  # this run's own rows: appended to as they are
+            return
+        rows = [r for r in rows if r.get("tokens") and float(r["tokens"]) <= self.resume_tokens]
+        out = io.StringIO(newline="")
+        w = csv.DictWriter(out, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)
+        atomic_write_bytes(path, out.getvalue().encode())  # a kill here leaves the old file, not half of it
+
+
+class AppendingCSVLogger(CSVLogger):
+    """CSV metrics in <run_dir>/metrics.csv, appended across resumes."""
+
+    def __init__(self, run_dir, resume_tokens: int | None = None, flush_logs_every_n_steps: int = 50):
+        super().__init__(save_dir=str(run_dir), name="", version="", flush_logs_every_n_steps=flush_logs_every_n_steps)
+        self.resume_tokens = resume_tokens
+
+    @property
+    @rank_zero_experiment  # one writer, on rank 0: under DDP the other ranks get a no-op (as Lightning's own)
+    def experiment(self):
+        if self._experiment is None:
+            os.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _AppendingWriter(self.log_dir, self.resume_tokens)
+        return self._experiment
+
+
+def write_summary(run_dir, params: int, tokens_per_step: int, steps: int, wall_time_s: float,
+                  val_before: float | None = None, **extra) -> dict:
+    """summary.json from metrics.csv: the numbers a report needs, each traceable to a logged row."""
+    rows = read_metrics(run_dir)
+    val = [r for r in rows if "val/loss" in r]
+    train = [r for r in rows if "train/loss" in r]
+    best = min(val, key=lambda r: r["val/loss"]) if val else None
+    summary = {
+        "params": params,
+        "tokens_per_step": tokens_per_step,
+        "steps": steps,
+        "tokens": steps * tokens_per_step,
+        "tokens_per_param": steps * tokens_per_step / params,
+        "wall_time_s": round(wall_time_s, 2),
+        "val_before_loss": val_before,
+        "final_train_loss": train[-1]["train/loss"] if train else None,
+        "final_val_loss": val[-1]["val/loss"] if val else None,
+        "final_val_ppl": math.exp(val[-1]["val/loss"]) if val else None,
+        "best_val_loss": best["val/loss"] if best else None,
+        "best_val_ppl": math.exp(best["val/loss"]) if best else None,
+        "best_val_step": int(best["step"]) if best else None,
+        **{k: _plain(v) for k, v in extra.items()},
+    }
+    atomic_write_json(Path(run_dir) / SUMMARY, summary)
+    return summary
+
+
+def _plain(v):
+    from omegaconf import DictConfig, OmegaConf
+    return OmegaConf.to_container(v, resolve=True) if isinstance(v, DictConfig) else v

@@ -1,0 +1,111 @@
+"""The LightningModule around the GPT: AdamW groups, the LR schedule, train and val metrics.
+
+    python -c "from gptlab.training.module import GPTModule as M; \
+               print(M(dict(n_layer=2, n_head=2, n_embd=64, block_size=64)))"
+
+Hyper-parameters are saved as plain dicts and numbers only, so checkpoints load with weights_only=True.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import lightning as L
+import torch
+from torchmetrics import Metric
+
+from gptlab.config import GPTConfig, OptimConfig, SchedConfig
+from gptlab.model.gpt import GPT
+from gptlab.training.schedules import lr_at
+
+
+class TokenNLL(Metric):
+    """Summed negative log-likelihood and token count, reduced by sum across batches and ranks."""
+
+    full_state_update = False
+
+    def __init__(self):
+        super().__init__()
+        self.add_state("nll", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("tokens", default=torch.tensor(0, dtype=torch.int64), dist_reduce_fx="sum")
+
+    def update(self, mean_nll: torch.Tensor, tokens: int):
+        # out-of-place: states made under trainer.validate's inference mode refuse in-place updates later
+        self.nll = self.nll + mean_nll.double() * tokens
+        self.tokens = self.tokens + tokens
+
+    def compute(self):
+        return self.nll / self.tokens.clamp(min=1)
+
+
+class GPTModule(L.LightningModule):
+    def __init__(self, model: dict, optim: dict | None = None, sched: dict | None = None, max_steps: int = 1000,
+                 tokens_per_step: int = 0, compile: bool = False):
+        super().__init__()
+        self.save_hyperparameters()
+        self.model = GPT(GPTConfig(**model))
+        self.optim_cfg, self.sched_cfg = OptimConfig(**(optim or {})), SchedConfig(**(sched or {}))
+        self.max_steps, self.tokens_per_step = max_steps, tokens_per_step
+        self.val_nll = TokenNLL()
+        self._loss_sum, self._micro = None, 0  # running sum of micro-batch losses within one optimizer step
+        # kept out of nn.Module registration, so state_dict has only model.* keys (no _orig_mod. aliases)
+        self.__dict__["compiled"] = torch.compile(self.model) if compile else None
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        model = self.model if self.compiled is None else self.compiled
+        _, loss = model(x, y, return_logits=False)  # Lightning divides by the accumulation itself
+        every, accum = self.trainer.log_every_n_steps, self.trainer.accumulate_grad_batches
+        # only the steps Lightning writes a row for sum and log their loss: self.log costs ~0.1 ms of Python, and
+        # floats become device tensors (a sync), so nothing is logged in between
+        if every and (self.global_step + 1) % every == 0:
+            self._loss_sum = loss.detach() if self._loss_sum is None else self._loss_sum + loss.detach()
+        self._micro += 1
+        if self._micro % accum == 0 and self._loss_sum is not None:  # the last micro batch of a logged step
+            self.log("train/loss", self._loss_sum / accum)  # no prog_bar: Lightning would read it every batch
+            self.log("lr", self.lr_schedulers().get_last_lr()[0])
+            self.log("tokens", float((self.global_step + 1) * self.tokens_per_step))
+            self._loss_sum = None
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        _, loss = self.model(x, y, return_logits=False)  # mean over targets != -1; 0 when there are none
+        self.val_nll.update(loss, (y != -1).sum())  # masked targets (loss_mask) count for nothing; no host sync
+
+    def on_validation_epoch_end(self):
+        loss = self.val_nll.compute()  # synced across ranks: every rank logs the same numbers
+        self.val_nll.reset()
+        self.log("val/loss", loss.float(), prog_bar=True, sync_dist=False, rank_zero_only=False)
+        self.log("val/ppl", torch.exp(loss).float(), prog_bar=True)
+        self.log("tokens", float(self.global_step * self.tokens_per_step))
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+        """Clip by global norm here under bf16-mixed: Lightning refuses to clip a fused AdamW under any mixed
+        precision, because of fp16's loss scaler, which bf16 does not have (and 16-mixed turns fusing off)."""
+        from lightning.pytorch.plugins.precision import MixedPrecision
+        plugin = self.trainer.precision_plugin
+        if (gradient_clip_val and gradient_clip_algorithm in (None, "norm") and type(plugin) is MixedPrecision
+                and plugin.scaler is None):
+            torch.nn.utils.clip_grad_norm_(self.parameters(), gradient_clip_val)
+        else:
+            super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+
+    def configure_optimizers(self):
+        o = self.optim_cfg
+        if o.fused is None and getattr(self.trainer.precision_plugin, "scaler", None) is not None:
+            o = dataclasses.replace(o, fused=False)  # fp16's loss scaler: Lightning unscales, then clips, then steps
+        opt, sched = make_optimizer(self.model, o, self.sched_cfg, self.max_steps, self.device.type)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}
+
+
+def make_optimizer(model: torch.nn.Module, o: OptimConfig, s: SchedConfig, max_steps: int, device_type: str):
+    """(AdamW, LambdaLR): decay on matrices only; the fused kernel on CUDA and CPU (on a 2-core Zen 3 it steps the
+    30m model in 75 ms against 450 ms for the per-tensor loop) unless optim.fused says otherwise."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [dict(params=[p for p in params if p.dim() >= 2], weight_decay=o.weight_decay),  # matrices
+              dict(params=[p for p in params if p.dim() < 2], weight_decay=0.0)]  # biases, LayerNorm gains
+    fused = o.fused if o.fused is not None else device_type in ("cuda", "cpu")
+    opt = torch.optim.AdamW(groups, lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps, fused=fused)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_at(
+        step, s.name, 1.0, max_steps, s.warmup_steps, s.min_lr_ratio, s.decay_fraction))
+    return opt, sched

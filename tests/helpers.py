@@ -1,0 +1,79 @@
+"""Helpers the tests share (fixtures live in conftest.py): the repo root, a tiny training config, a composed train
+config, and `python -m gptlab.train` on the tiny corpus.
+
+    from helpers import ROOT, TINY, composed, run_train
+"""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def composed(*overrides, cuda=False):
+    """The train config as the command line composes it, data.batch_size=auto resolved as on a CPU (or cuda)."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf, open_dict
+
+    from gptlab.config import resolve_micro_batch
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=list(overrides), return_hydra_config=True)
+    preset = cfg.hydra.runtime.choices.model
+    with open_dict(cfg):
+        del cfg["hydra"]
+    OmegaConf.update(cfg, "paths.run_dir", "/tmp/unused")  # ${hydra:...} only resolves inside a real run
+    resolve_micro_batch(cfg, preset, cuda)
+    return cfg
+
+
+# A tiny model and corpus: every training test runs in seconds on 2 CPU cores.
+TINY = ["model.n_layer=2", "model.n_head=2", "model.n_embd=32", "model.block_size=32", "data.batch_size=4",
+        "data.val_tokens=1024", "trainer.eval_interval=5", "trainer.log_every_n_steps=1", "sched.warmup_steps=2",
+        "optim.lr=3e-3", "trainer.threads=1", "logger=none", "sample.max_new_tokens=8"]
+
+
+def tiny_corpus_docs(n_docs=24):
+    """Short, highly regular English documents: a tiny model's loss falls fast on them."""
+    animals = ["cat", "dog", "bird", "fox", "horse", "cow"]
+    places = ["mat", "log", "hill", "barn", "road", "field"]
+    return ["\n".join(f"The {animals[(d + i) % 6]} sat on the {places[(d * i) % 6]}. It was a good day."
+                      for i in range(40)) for d in range(n_docs)]
+
+
+def run_train(args, data_root, runs, env=None, check=True, timeout=600):
+    """python -m gptlab.train on the tiny corpus; returns the CompletedProcess."""
+    env = {**os.environ, "GPTLAB_DATA": str(data_root), "GPTLAB_RUNS": str(runs), "WANDB_SILENT": "true",
+           **(env or {})}
+    env = {k: v for k, v in env.items() if v is not None}  # None removes a variable
+    flags = [a for a in args if a in ("-m", "--multirun")]  # Hydra takes its flags before the overrides
+    args = [a for a in args if a not in flags]
+    mine = {a.split("=")[0] for a in args}  # a key given in args replaces TINY's (a sweep must not also fix it)
+    cmd = [sys.executable, "-m", "gptlab.train", *flags, "data=text", "data.name=tiny",
+           *[t for t in TINY if t.split("=")[0] not in mine], *args]
+    require_slow("run_train")
+    p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    if check and p.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-5000:]}")
+    return p
+
+
+CURRENT = {}  # the running test item, set by conftest.pytest_runtest_call
+
+
+def require_slow(what: str) -> None:
+    """Training through a subprocess belongs to tests marked slow (make test-fast must train nothing)."""
+    item = CURRENT.get("item")
+    if item is not None and item.get_closest_marker("slow") is None:
+        raise AssertionError(f"{item.nodeid} calls {what} (trains through a subprocess): mark it @pytest.mark.slow")
+
+
+def run_entry(entry, argv: list[str]) -> int:
+    """An entry point (gptlab.cli.Entry) run in this process on argv, as `python -m gptlab.<name>` would; its exit
+    code."""
+    from gptlab import cli
+    try:
+        cli.run(entry, list(argv))
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else 1
+    return 0

@@ -1,0 +1,200 @@
+"""One command-line layer for every entry point: exit codes, one-line errors, no tracebacks, refusals before torch.
+
+    .venv/bin/python -m pytest tests/test_cli.py -q
+
+Each case runs the entry point as `python -m gptlab.<name>` would (runpy in a fresh interpreter) and checks its exit
+code, its one line on stderr, that no traceback was printed and, for refusals of bad input, that torch was never
+imported. CUDA_VISIBLE_DEVICES="" makes the device cases hold on a machine with a GPU too.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from helpers import ROOT
+
+PROBE = ("import runpy, sys\nsys.argv = [sys.argv[1], *sys.argv[2:]]\n"
+         "try:\n    runpy.run_module(sys.argv[0], run_name='__main__')\n    code = 0\n"
+         "except SystemExit as e:\n    code = e.code if isinstance(e.code, int) else 1\n"
+         "print(f'exit={code} torch={\"torch\" in sys.modules}')\n")
+
+
+def entry(name: str, *args, env=None, cwd=ROOT, timeout=60):
+    """(exit code, torch imported?, stderr) of `python -m gptlab.<name> args` without a GPU."""
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "GPTLAB_JEMALLOC": "0", **(env or {})}
+    p = subprocess.run([sys.executable, "-c", PROBE, f"gptlab.{name}", *args], cwd=cwd, env=env, capture_output=True,
+                       text=True, timeout=timeout)
+    last = p.stdout.strip().splitlines()[-1]
+    code, torch = last.split()
+    return int(code.split("=")[1]), torch == "torch=True", p.stderr
+
+
+def one_line(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def run_folder(tmp_path_factory):
+    """A run folder as far as the torch-free checks read it: config.yaml (block 64) and a checkpoint file."""
+    run = tmp_path_factory.mktemp("run") / "r"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"not read by the checks")
+    (run / "config.yaml").write_text("model: {n_layer: 2, n_head: 2, n_embd: 32, block_size: 64, vocab_size: 50304, "
+                                     "bias: false, dropout: 0.0, gelu: tanh}\n")
+    return run
+
+
+REFUSED = [  # (entry point, arguments, the start of its one line)
+    ("eval", [], "config error: model= is required: a run folder"),
+    ("sample", [], "config error: model= is required: a run folder"),
+    ("eval", ["model=hf:gpt2", "device=cuda"], "error: device=cuda: no CUDA GPU is visible on this machine; use "
+                                               "device=cpu"),
+    ("sample", ["model=hf:gpt2", "device=cuda"], "error: device=cuda: no CUDA GPU is visible"),
+    ("train", ["trainer.accelerator=gpu"], "error: trainer.accelerator=gpu: no CUDA GPU is visible on this machine; "
+                                           "use trainer.accelerator=cpu"),
+    ("train", ["device=cuda"], "error: device=cuda: no CUDA GPU is visible"),
+    ("bench", ["device=cuda"], "error: trainer.accelerator=cuda: no CUDA GPU is visible"),
+    ("eval", ["model=hf:gpt2", "batch_size=0"], "config error: batch_size must be an integer >= 1, got 0"),
+    ("eval", ["model=hf:gpt2", "ctx=abc"], "config error: ctx must be an integer >= 1 or null, got 'abc'"),
+    ("eval", ["model=hf:gpt2", "stride=0"], "config error: stride (tokens scored per window; null = ctx) must be an "
+                                            "integer >= 1 or null, got 0"),
+    ("eval", ["model=hf:gpt2", "ctx=64", "stride=65"], "config error: stride=65 must be <= ctx=64"),
+    ("eval", ["model=hf:gpt2", "max_tokens=-1"],
+     "config error: max_tokens (0 = no perplexity) must be an integer >= 0"),
+    ("eval", ["model=hf:gpt2", "tasks=lambada,nope"], "config error: tasks: unknown task(s) ['nope']"),
+    ("eval", ["model=runs/no/such"], "config error: cannot load 'runs/no/such': no such run folder or file"),
+    ("eval", ["model=hf:gpt2", "nope=1"], "error: Could not override 'nope'."),
+    ("sample", ["model=hf:gpt2", "temperature=0"], "config error: temperature must be > 0, got 0.0; for greedy"),
+    ("train", ["model=huge"], "error: In 'train': Could not find 'model/huge' (options in 'model': 30m, gpt2"),
+    ("train", ["optim.lr=0"], "config error: optim.lr must be > 0, got 0.0"),
+    ("train", ["experiment=finetune"], "config error: init must be set: experiment=finetune needs the weights"),
+    ("prepare", ["data=text"], "config error: data.source_args.paths must be set: python -m gptlab.prepare data=text "
+                               "data.source_args.paths=..."),
+    ("prepare", ["workers=0"], "config error: workers must be an integer >= 1 or null, got 0"),
+    ("report", [], "config error: no runs given"),
+    ("report", ["runs/no/such"], "error: runs/no/such: no such file or folder"),
+    ("report", ["runs", "--log-x"], "error: --log-x: gptlab takes key=value arguments, e.g. log_x=true"),
+    ("report", ["runs", "predict=lots"], "error: predict=lots: 'lots' is not a count"),
+    ("hf", [], "config error: the action must be one of export, import"),
+    ("hf", ["export"], "config error: model= is required"),
+    ("hf", ["export", "hf:gpt2"], "config error: out= is required: the folder to write"),
+    ("hf", ["import", "runs/x", "out.ckpt"], "config error: cannot load 'runs/x'"),
+    ("bench", ["steps=0"], "config error: steps=0 must be an integer >= 1"),
+]
+
+
+@pytest.mark.parametrize("name,args,message", REFUSED, ids=[f"{n} {' '.join(a)}" for n, a, _ in REFUSED])
+def test_bad_input_is_refused_in_one_line_with_exit_2_before_torch(name, args, message, tmp_path):
+    code, torch, err = entry(name, *args, env={"GPTLAB_RUNS": str(tmp_path), "GPTLAB_DATA": str(tmp_path)})
+    line = one_line(err)
+    assert code == 2 and line.startswith(message), line
+    assert not torch, f"torch was imported before {name} refused its input"
+
+
+def test_report_with_a_folder_holding_no_runs(tmp_path):
+    code, _, err = entry("report", str(tmp_path))
+    assert code == 2 and one_line(err) == f"error: {tmp_path}: no runs found (no folder under it holds summary.json " \
+                                          "or metrics.csv)"
+
+
+def test_export_into_a_full_folder_asks_for_overwrite_true(tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "keep.txt").write_text("mine")
+    (tmp_path / "m.ckpt").write_bytes(b"x")
+    code, torch, err = entry("hf", "export", str(tmp_path / "m.ckpt"), str(tmp_path / "out"))
+    assert code == 2 and not torch
+    assert one_line(err) == f"config error: {tmp_path / 'out'} exists and is not an empty folder; " \
+                            "pass overwrite=true to replace it"
+    assert (tmp_path / "out" / "keep.txt").read_text() == "mine"
+
+
+def test_a_missing_dataset_is_refused_with_the_prepare_command(tmp_path):
+    code, torch, err = entry("eval", "model=hf:gpt2", "data=text", "data.name=nothere",
+                             env={"GPTLAB_DATA": str(tmp_path)})
+    assert code == 2 and not torch
+    assert one_line(err) == f"error: {tmp_path / 'nothere'} holds no prepared dataset; run `python -m gptlab.prepare " \
+                            "data=text data.name=nothere` first"
+
+
+@pytest.mark.parametrize("args", [["data=openwebtext"], ["data=hf", "data.source_args.path=someone/corpus"]])
+def test_hub_datasets_without_network_fail_at_once_saying_what_to_do(args, tmp_path):
+    """No network (an endpoint that refuses at once) and an empty cache: refused within seconds, not after retries."""
+    env = {"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path / "hf"), "GPTLAB_DATA": str(tmp_path)}
+    code, _, err = entry(*["prepare", *args], env=env)
+    line = one_line(err)
+    assert code == 2 and "is not in the local cache and 127.0.0.1 cannot be reached" in line, line
+    assert "data.source_args.path=parquet" in line and "data_files" in line
+
+
+def test_a_hub_model_without_network_fails_at_once_saying_what_to_download(tmp_path):
+    env = {"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path / "hf"), "GPTLAB_DATA": str(tmp_path)}
+    code, _, err = entry("sample", "model=hf:gpt2", env=env)
+    line = one_line(err)
+    assert code == 2 and "hf:gpt2: the weights are not in the Hugging Face cache" in line, line
+    assert "`hf download gpt2`" in line and "hf:<local folder>" in line
+
+
+def test_finetune_takes_the_context_of_its_init_and_refuses_a_longer_block(run_folder, tmp_path):
+    """init=<run with block 64> model=30m: the architecture (block 64) comes from the weights before the batch
+    arithmetic, so an explicit data.block_size=512 is refused at once instead of failing in the first step."""
+    code, torch, err = entry("train", "experiment=finetune", f"init={run_folder}", "model=30m", "data.block_size=512",
+                             env={"GPTLAB_RUNS": str(tmp_path)})
+    assert code == 2 and not torch
+    assert one_line(err) == "config error: data.block_size=512 must be between 1 and model.block_size=64"
+
+
+def test_finetune_derives_its_block_from_the_weights(run_folder, tmp_path, capsys):
+    from helpers import composed
+
+    from gptlab.train import check
+    cfg = composed("experiment=finetune", f"init={run_folder}", "model=30m")
+    cfg.paths.run_dir = str(tmp_path / "ft")
+    run, lock = check(cfg)
+    lock.release()
+    assert (run.model.n_layer, run.model.n_embd, run.model.block_size) == (2, 32, 64)
+    assert run.derived.block_size == 64 and run.derived.tokens_per_step == 64 * run.derived.micro_batch
+    assert "model architecture taken from the weights" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", ["train", "eval", "sample", "prepare", "report", "bench", "hf"])
+def test_help_lists_the_entry_points_own_keys(name):
+    p = subprocess.run([sys.executable, "-m", f"gptlab.{name}", "--help"], cwd=ROOT, capture_output=True, text=True,
+                       timeout=60, env={**os.environ, "GPTLAB_JEMALLOC": "0"})
+    assert p.returncode == 0 and p.stderr == "", p.stderr
+    out = p.stdout
+    assert out.startswith(__import__(f"gptlab.{name}", fromlist=["x"]).__doc__.strip().splitlines()[0])
+    assert f"usage: python -m gptlab.{name}" in out and "spec" not in out
+    if name in ("eval", "sample"):  # their own keys, not train's groups
+        assert "  model: ???  # the model: run folder" in out and "model=30m" not in out and "optim" not in out
+    if name == "train":
+        assert "model=30m|gpt2|gpt2-large|gpt2-medium|gpt2-xl|tiny  (default tiny)" in out
+        assert "    model.n_layer: 4  # transformer blocks" in out and "  seed: 1337  #" in out
+
+
+def test_eval_and_train_refusals_share_exit_codes_with_every_entry_point():
+    """The table the README gives: 2 refused before work, 1 failed during it (a damaged checkpoint)."""
+    codes = {n: entry(n, "nope=1")[0] for n in ("train", "eval", "sample", "prepare", "report", "bench", "hf")}
+    assert codes == dict.fromkeys(codes, 2)
+
+
+def test_a_damaged_checkpoint_fails_during_the_work_with_exit_1(tmp_path):
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(b"PK\x03\x04 truncated")
+    code, _, err = entry("sample", f"model={bad}", "max_new_tokens=2")
+    assert code == 1 and one_line(err).startswith(f"error: {bad}: not a readable torch checkpoint")
+
+
+def test_hf_export_accepts_overwrite_true_as_its_message_says(tmp_path):
+    from gptlab import GPT, GPTConfig
+    from gptlab.model.checkpoint import save_checkpoint
+    ckpt = save_checkpoint(GPT(GPTConfig(n_layer=1, n_head=2, n_embd=16, block_size=16, vocab_size=50304)),
+                           tmp_path / "m.ckpt")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "old.txt").write_text("old")
+    code, _, err = entry("hf", "export", str(ckpt), str(tmp_path / "out"), "overwrite=true", "tokenizer=false")
+    assert code == 0, err
+    assert not (tmp_path / "out" / "old.txt").exists()
+    assert json.loads((tmp_path / "out" / "config.json").read_text())["n_embd"] == 16

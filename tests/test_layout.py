@@ -1,0 +1,120 @@
+"""The package's layout holds: no import cycle, entry points thin and independent, short files and functions.
+
+    .venv/bin/python -m pytest tests/test_layout.py -q
+
+The import graph is read from the source (every `import gptlab...` and `from gptlab... import`, lazy ones inside
+functions included), so a cycle that only shows at run time through a late import is caught too.
+"""
+import ast
+from pathlib import Path
+
+import pytest
+
+PKG = Path(__file__).resolve().parents[1] / "gptlab"
+ENTRY_POINTS = {"train", "eval", "sample", "prepare", "report", "bench", "hf"}
+MAX_FILE_LINES, MAX_FUNCTION_LINES = 400, 60
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PKG.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def modules() -> dict[str, ast.Module]:
+    return {module_name(p): ast.parse(p.read_text()) for p in sorted(PKG.rglob("*.py"))}
+
+
+def imports(tree: ast.Module, known: set[str]) -> set[str]:
+    """The gptlab modules a module imports anywhere in its body ('from gptlab.x import y' counts y if y is a module)."""
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names if a.name in known}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("gptlab"):
+            subs = {f"{node.module}.{a.name}" for a in node.names} & known
+            out |= subs or ({node.module} & known)
+    return out
+
+
+def graph() -> dict[str, set[str]]:
+    mods = modules()
+    known = set(mods)
+    return {name: imports(tree, known) - {name} for name, tree in mods.items()}
+
+
+def find_cycle(g: dict[str, set[str]]) -> list[str] | None:
+    state, stack = {}, []
+
+    def visit(n):
+        state[n] = "open"
+        stack.append(n)
+        for m in sorted(g.get(n, ())):
+            if state.get(m) == "open":
+                return stack[stack.index(m):] + [m]
+            if m not in state and (found := visit(m)):
+                return found
+        state[n] = "done"
+        stack.pop()
+        return None
+
+    for n in sorted(g):
+        if n not in state and (found := visit(n)):
+            return found
+    return None
+
+
+def test_no_import_cycle():
+    assert find_cycle(graph()) is None, " -> ".join(find_cycle(graph()))
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_entry_points_import_no_other_entry_point_and_the_library_none():
+    g = graph()
+    entries = {f"gptlab.{e}" for e in ENTRY_POINTS}
+    for name, deps in g.items():
+        bad = deps & entries
+        assert not bad, f"{name} imports the entry point(s) {sorted(bad)}"
+
+
+def test_the_top_level_keeps_only_entry_points_and_shared_plumbing():
+    top = {p.stem for p in PKG.glob("*.py")} - {"__init__"}
+    assert ENTRY_POINTS <= top
+    assert top - ENTRY_POINTS == {"cli", "errors", "fs", "runfolder", "devices", "hub", "units"}
+    assert {p.name for p in PKG.iterdir() if p.is_dir() and (p / "__init__.py").is_file()} == \
+        {"config", "model", "data", "training", "evaluation", "analysis"}
+
+
+def test_the_public_api_loads_lazily():
+    import subprocess
+    import sys
+    code = ("import sys, gptlab; assert 'torch' not in sys.modules; from gptlab import GPT, GPTConfig, load_model; "
+            "print(gptlab.__version__, GPT.__name__, GPTConfig().n_layer, load_model.__name__)")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split()[1:] == ["GPT", "12", "load_model"]
+
+
+@pytest.mark.parametrize("path", sorted(PKG.rglob("*.py")), ids=lambda p: str(p.relative_to(PKG)))
+def test_files_and_functions_are_short(path):
+    text = path.read_text()
+    assert len(text.splitlines()) <= MAX_FILE_LINES, f"{path} has {len(text.splitlines())} lines"
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            n = node.end_lineno - node.lineno + 1
+            assert n <= MAX_FUNCTION_LINES, f"{path}:{node.lineno} {node.name} has {n} lines"
+
+
+@pytest.mark.parametrize("path", sorted(PKG.rglob("*.py")), ids=lambda p: str(p.relative_to(PKG)))
+def test_every_module_opens_with_a_docstring(path):
+    assert ast.get_docstring(ast.parse(path.read_text())), f"{path} has no docstring"
+
+
+def test_one_module_writes_files_atomically_and_hashes_them():
+    """Writers go through gptlab.fs: nothing else renames temp files into place, fsyncs or takes a sha256."""
+    offenders = [str(p.relative_to(PKG)) for p in PKG.rglob("*.py") if p.name != "fs.py"
+                 and any(s in p.read_text() for s in ("os.replace(", "os.fsync(", "import hashlib"))]
+    assert offenders == []
