@@ -35,6 +35,8 @@ nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,power.limit --format=csv 
 
 # a stage that fails or outlasts LIMIT seconds is reported and the next one runs
 stage() { timeout "${LIMIT:-300}" "$@" || echo "=== FAILED (exit $?): ${*:2}"; }
+echo "=== tests marked gpu (tests/test_gpu.py): the CUDA paths against the CPU's"
+stage "$PY" -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu.py
 if [ "${LOSS:-1}" = 1 ]; then  # LOSS=0 skips it
   echo "=== output layer + cross-entropy, forward + backward, 32 x 1024 rows: full logits vs chunked"
   stage "$PY" benchmarks/loss_chunk.py --rows 32768 --width 384 768 --chunks 2048 8192 32768 --repeats 10 \

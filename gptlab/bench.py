@@ -26,6 +26,7 @@ from omegaconf import OmegaConf
 
 from gptlab import cli
 from gptlab.config import ConfigError, block_size, resolve_micro_batch, validate
+from gptlab.config.checks import is_int
 from gptlab.devices import resolve_device
 
 PATHS = ("lightning", "bare", "nanogpt")  # gptlab/training/speed.py
@@ -44,7 +45,7 @@ def check_bench(cfg) -> None:
     for key, low in (("warmup", 1), ("steps", 1), ("rounds", 1), ("eval_batches", 0), ("generate.new_tokens", 1),
                      ("generate.repeats", 0), ("project_tokens", 0)):
         v = OmegaConf.select(cfg, key)
-        if not isinstance(v, int) or isinstance(v, bool) or v < low:
+        if not is_int(v) or v < low:
             fail(f"{key}={v!r} must be an integer >= {low}")
     for key in ("synthetic", "sync_debug"):
         if not isinstance(cfg[key], bool):
@@ -54,7 +55,6 @@ def check_bench(cfg) -> None:
              "device (trainer.devices=1, trainer.num_nodes=1)")
     if cfg.trainer.precision not in PRECISIONS:
         fail(f"trainer.precision={cfg.trainer.precision!r}: the bench times {', '.join(PRECISIONS)}")
-
 
 
 def check(cfg):

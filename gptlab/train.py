@@ -64,10 +64,16 @@ def check(cfg) -> tuple[RunConfig, object]:
     run = run_config(cfg, recipe=recipe(cfg, choices), sweep=sweep)
     check_launch(run)
     run_dir, ckpt = resume_paths(run.resume, run.paths.run_dir)
-    if ckpt is not None:  # read (weights_only) before anything runs: a damaged or unsafe file is refused here
-        from gptlab.training.guards import checkpoint_step
-        run.resume_step = checkpoint_step(ckpt)
-    return run, claim(run_dir, resuming=bool(run.resume))
+    lock = claim(run_dir, resuming=bool(run.resume))  # a second writer is refused before torch is imported
+    try:
+        if ckpt is not None:  # read (weights_only) before anything runs: a damaged or unsafe file is refused here
+            from gptlab.training.guards import checkpoint_step
+            run.resume_step = checkpoint_step(ckpt)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+    return run, lock
 
 
 def point_at_resumed_run(cfg) -> None:

@@ -423,6 +423,21 @@ HOLD = "import sys; from gptlab.training.runlock import RunLock; RunLock(sys.arg
        "print('locked', flush=True); import time; time.sleep(120)"
 
 
+def test_released_lock_leaves_no_file_and_a_stale_open_file_is_not_a_lock(tmp_path):
+    lock = RunLock(tmp_path).acquire()
+    assert (tmp_path / ".lock").read_text().startswith(f"pid {os.getpid()} on ")
+    stale = os.open(tmp_path / ".lock", os.O_RDWR)  # what a second process may have opened just before the release
+    lock.release()
+    assert not (tmp_path / ".lock").exists()
+    again = RunLock(tmp_path).acquire()  # the new file is the lock, whatever happens to the unlinked one
+    import fcntl
+    fcntl.flock(stale, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the old inode is free, but no longer at the path
+    with pytest.raises(RunFolderError, match="is in use by a running gptlab.train"):
+        RunLock(tmp_path).acquire()
+    os.close(stale)
+    again.release()
+
+
 def hold_lock(run_dir) -> subprocess.Popen:
     """Another process holding the run folder's lock (gptlab.training.runlock imports no torch: this starts in
     ~0.1 s)."""

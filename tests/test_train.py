@@ -120,6 +120,8 @@ def test_short_run_learns_and_writes_its_folder(short_run):
     assert len(train) == 30 and train[-1] < train[0] - 3  # from ~10.8 (uniform over 50k) to a few nats
     val = [float(r["val/loss"]) for r in rows(run) if r["val/loss"]]
     assert len(val) == 7 and val == sorted(val, reverse=True)  # before training, then every 5 steps, falling
+    assert not (run / ".lock").exists()  # a finished run leaves no lock behind
+    assert "recipe: experiment=shakespeare_tiny, model=tiny: lr 0.003 cosine" in p.stdout and "projected " in p.stdout
 
 
 @pytest.mark.slow

@@ -135,6 +135,7 @@ class RunConfig:
     derived: Derived
     seed: int = 1337
     resume: str | None = None  # a run folder or .ckpt to continue
+    resume_step: int | None = None  # the optimizer step its checkpoint holds (read by the train entry's checks)
     init: str | None = None  # weights to start from (fine-tuning)
     callbacks: dict = field(default_factory=dict)  # callbacks.* specs with _target_ (gptlab/training/targets.py)
     sweep: str | None = None  # under -m: the sweep folder's name (every job's W&B group)

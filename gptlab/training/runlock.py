@@ -44,22 +44,35 @@ class RunLock:
 
     def acquire(self) -> RunLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited across exec (PEP 446)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
-            os.close(fd)
-            raise RunFolderError(f"run folder {self.path.parent} is in use by a running gptlab.train ({holder}); wait "
-                                 "for it to end (or stop it), or write elsewhere: hydra.run.dir=<new folder>") from None
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited across exec (PEP 446)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+                os.close(fd)
+                raise RunFolderError(f"run folder {self.path.parent} is in use by a running gptlab.train ({holder}); "
+                                     "wait for it to end (or stop it), or write elsewhere: hydra.run.dir=<new folder>"
+                                     ) from None
+            if self._is_current(fd):
+                break
+            os.close(fd)  # a releasing holder removed the file we opened: lock the one at the path now
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n"
                   .encode(), 0)
         self.fd = fd
         return self
 
+    def _is_current(self, fd: int) -> bool:
+        try:
+            return os.fstat(fd).st_ino == os.stat(self.path).st_ino
+        except FileNotFoundError:
+            return False
+
     def release(self) -> None:
+        """Drop the lock and remove the file (while still holding it): a finished run leaves no .lock behind."""
         if self.fd is not None:
+            self.path.unlink(missing_ok=True)
             os.close(self.fd)  # closing the descriptor drops the flock
             self.fd = None
 
