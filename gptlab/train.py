@@ -17,6 +17,7 @@ checkpoint, a non-finite loss, a failed checkpoint write); see gptlab/cli.py.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from gptlab import cli
@@ -56,12 +57,16 @@ def check(cfg) -> tuple[RunConfig, object]:
     from gptlab.training.runlock import claim
     choices, sweep, _ = hydra_state()
     point_at_resumed_run(cfg)
+    changes = []
+    if cfg.get("resume"):
+        cfg, changes = resume_config(cfg)
     if cfg.get("init") and not cfg.get("resume"):
         cfg.model.update(architecture(cfg.init, keep=("dropout",), into=cfg.model))  # the weights set the shape
     key = "device" if cfg.trainer.get("accelerator") == cfg.get("device") else "trainer.accelerator"
     accelerator = resolve_device(cfg.trainer.get("accelerator", "auto"), key)
     resolve_micro_batch(cfg, choices.get("model"), accelerator == "cuda")
     run = run_config(cfg, recipe=recipe(cfg, choices), sweep=sweep)
+    run.changes = changes
     check_launch(run)
     run_dir, ckpt = resume_paths(run.resume, run.paths.run_dir)
     lock = claim(run_dir, resuming=bool(run.resume))  # a second writer is refused before torch is imported
@@ -74,6 +79,23 @@ def check(cfg) -> tuple[RunConfig, object]:
             lock.release()
         raise
     return run, lock
+
+
+def resume_config(cfg):
+    """The resumed run's own config.yaml with the command line's safe changes (gptlab/config/resume.py); a bare
+    checkpoint without its run folder's config keeps the config as composed."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    from gptlab.config.resume import given_keys, resumed_config
+    from gptlab.runfolder import CONFIG
+    saved = Path(cfg.paths.run_dir) / CONFIG
+    if not saved.is_file():
+        print(f"note: {saved} not found: resuming with the config as composed from the command line")
+        return cfg, []
+    task = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    keys = given_keys(task, lambda k: (cli.CONF / k).is_dir())
+    return resumed_config(cfg, OmegaConf.load(saved), keys)
 
 
 def point_at_resumed_run(cfg) -> None:
@@ -99,10 +121,33 @@ def work(checked) -> float | None:
     from gptlab.training.fit import fit
     run, lock = checked
     try:
+        if run.resume_step is not None and run.resume_step >= run.trainer.max_steps:
+            return finished(run)
         return fit(run, launcher_jobs=hydra_state()[2])
     finally:
         if lock is not None:
             lock.release()
+
+
+def finished(run: RunConfig) -> float | None:
+    """A resume of a run that reached its max_steps changes nothing, and says how to extend it."""
+    from gptlab.runfolder import read_summary
+    print(f"{run.paths.run_dir} finished at step {run.resume_step} (trainer.max_steps={run.trainer.max_steps}); "
+          f"nothing to do. Extend it: python -m gptlab.train resume={run.paths.run_dir} "
+          f"trainer.max_steps={run.trainer.max_steps * 2}")
+    return read_summary(run.paths.run_dir).get("best_val_loss")
+
+
+def resume_argv(argv: list[str]) -> list[str]:
+    """A resume writes into the run's own folder, not into a new one Hydra would make (nor its .hydra/ there)."""
+    if any(a in ("-m", "--multirun") or a.startswith("hydra.run.dir=") for a in argv):
+        return argv
+    resume = next((a.split("=", 1)[1] for a in argv if a.startswith("resume=")), None)
+    if not resume:
+        return argv
+    p = Path(resume)
+    folder = p if p.is_dir() else p.parent.parent
+    return argv + [f"hydra.run.dir={cli.hydra_quote(str(folder))}", "hydra.output_subdir=null"]
 
 
 ENTRY = cli.Entry("train", check, work)
@@ -110,4 +155,4 @@ ENTRY = cli.Entry("train", check, work)
 if __name__ == "__main__":
     from gptlab.training.perf import reexec_with_jemalloc
     reexec_with_jemalloc()  # CPU steps spend much of their time in glibc malloc; jemalloc when installed
-    cli.run_app(ENTRY, in_sweep=in_sweep)
+    cli.run_app(ENTRY, resume_argv(sys.argv[1:]), in_sweep=in_sweep)

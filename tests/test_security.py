@@ -158,9 +158,9 @@ def with_marker(v, marker):
     ({"_target_": "torch.os.system", "_args_": ["touch {marker}"]}, "is not a class"),  # re-exported by torch
     ({"_target_": "torch.save", "_args_": [1, "{marker}"]}, "is not a class"),  # a file write from a config
     ({"_target_": "gptlab.train.os.system", "_args_": ["touch {marker}"]}, "is not a class"),
-    ({"_target_": "gptlab.training.callbacks.StopAfter",
-      "steps": {"_target_": "torch.save", "_args_": [1, "{marker}"]}},
-     "callbacks.x.steps._target_='torch.save' is not a class"),  # nested targets are checked too
+    ({"_target_": "gptlab.training.callbacks.Progress",
+      "refresh_every": {"_target_": "torch.save", "_args_": [1, "{marker}"]}},
+     "callbacks.x.refresh_every._target_='torch.save' is not a class"),  # nested targets are checked too
     ({"_target_": "torch.nn.Linear", "in_features": 1, "out_features": 1}, "is not a Lightning Callback"),
     ({"_target_": "lightning.pytorch.callbacks.model_checkpoint.os.PathLike"}, "is a class from os"),
     ({"_target_": "gptlab.no_such_module.Callback"}, "cannot be found"),
@@ -178,13 +178,13 @@ def test_targets_outside_gptlab_torch_lightning_classes_are_refused(tmp_path, sp
 def test_callback_classes_from_the_allowed_packages_are_instantiated(tmp_path):
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    from gptlab.training.callbacks import StopAfter
+    from gptlab.training.callbacks import Progress
     from gptlab.training.targets import safe_instantiate
     got = safe_instantiate(OmegaConf.create({
-        "stop": {"_target_": "gptlab.training.callbacks.StopAfter", "steps": 3},
+        "stop": {"_target_": "gptlab.training.callbacks.Progress", "refresh_every": 3},
         "ck": {"_target_": "lightning.pytorch.callbacks.ModelCheckpoint", "dirpath": str(tmp_path)},
         "off": None}))  # a default entry switched off with callbacks.off=null
-    assert [type(c) for c in got] == [StopAfter, ModelCheckpoint]
+    assert [type(c) for c in got] == [Progress, ModelCheckpoint]
 
 
 # --- secrets -------------------------------------------------------------------------------------------------------

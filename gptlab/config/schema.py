@@ -71,6 +71,7 @@ class TrainerConfig:
     precision: str = "auto"  # auto = bf16-mixed on a GPU with bf16, 32-true elsewhere
     max_steps: int = 1500  # optimizer steps
     stop_after: int | None = None  # end this invocation after this many optimizer steps
+    ckpt_every_minutes: float | None = 10  # last.ckpt at least this often between evals; None = at evals only
     eval_interval: int = 100  # optimizer steps between validations
     eval_at_start: bool = True  # score val before step 0
     log_every_n_steps: int = 10  # optimizer steps between metrics rows
@@ -141,3 +142,4 @@ class RunConfig:
     sweep: str | None = None  # under -m: the sweep folder's name (every job's W&B group)
     recipe: str = ""  # the presets in force, as the header names them
     resolved: dict = field(default_factory=dict)  # the whole resolved config, as config.yaml records it
+    changes: list = field(default_factory=list)  # on a resume: 'key: saved -> given' for each key changed

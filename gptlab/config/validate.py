@@ -15,7 +15,7 @@ import math
 from omegaconf import DictConfig, OmegaConf
 
 from gptlab.config.batch import accumulation, block_size, devices_per_node, world_size
-from gptlab.config.checks import finite, int_at, is_int, require, to_object, typed
+from gptlab.config.checks import finite, int_at, is_int, is_number, require, to_object, typed
 from gptlab.config.schema import (
     GELUS,
     PRECISIONS,
@@ -125,6 +125,9 @@ def validate_run(cfg: DictConfig, block: int) -> None:
     int_at(cfg, "data.global_batch_tokens", 1, null_ok=True)
     int_at(cfg, "trainer.log_every_n_steps", 1)
     int_at(cfg, "trainer.stop_after", 1, null_ok=True)
+    every = cfg.trainer.get("ckpt_every_minutes")
+    require(every is None or (is_number(every) and every > 0),
+            f"trainer.ckpt_every_minutes must be a number > 0 (minutes) or null, got {every!r}")
     int_at(cfg, "trainer.threads", 1, null_ok=True)
     int_at(cfg, "trainer.num_nodes", 1)
     devices = cfg.trainer.devices

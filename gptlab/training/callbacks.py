@@ -4,6 +4,8 @@
 """
 from __future__ import annotations
 
+import signal
+import threading
 import time
 
 import torch
@@ -95,12 +97,92 @@ class RankReport(Callback):
                                                "val_loss": float(loss)}), flush=True)
 
 
-class StopAfter(Callback):
-    """Ends fit after `steps` optimizer steps while the schedule still spans max_steps: a planned preemption."""
+class WallClock(Callback):
+    """The run's wall time summed over its invocations: each checkpoint holds the time up to it, a resume adds its
+    own. Work redone after a kill (since the last checkpoint) is counted once, when it is redone."""
 
-    def __init__(self, steps: int):
-        self.steps = steps
+    def __init__(self):
+        self.t0, self.base = time.monotonic(), 0.0
+
+    def elapsed(self) -> float:
+        return self.base + time.monotonic() - self.t0
+
+    def state_dict(self) -> dict:
+        return {"elapsed_s": self.elapsed()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.base = float(state.get("elapsed_s", 0.0))  # this invocation's clock started before the restore
+        self.t0 = time.monotonic()
+
+
+class StopRun(Exception):
+    """This invocation stops here, its last.ckpt written: stop_after steps run, or a signal caught."""
+
+
+class LastCheckpoint(Callback):
+    """last.ckpt between evaluations: every `every_minutes`, at the last step, and before this invocation stops, when
+    it has run `stop_after` steps or caught SIGTERM, SIGUSR1 (what SLURM sends before preemption) or Ctrl-C. Saved at
+    an optimizer-step boundary with metrics.csv flushed first (its rows are written through, so the step's own row
+    follows at once); a step that validates is saved by the 'last' ModelCheckpoint right after its validation. A stop
+    is StopRun raised before the next step starts: Lightning's should_stop would validate once more and close the
+    epoch, and the resumed records would differ from an uninterrupted run's."""
+
+    SIGNALS = ("SIGTERM", "SIGUSR1", "SIGINT")
+
+    def __init__(self, path, eval_interval: int, stop_after: int | None = None, every_minutes: float | None = None):
+        self.path, self.eval_interval, self.stop_after = str(path), eval_interval, stop_after
+        self.every_s = every_minutes * 60 if every_minutes else None
+        self.caught, self.pending, self.previous, self.start, self.seen, self.saved_at = None, None, {}, 0, 0, 0.0
+
+    def on_train_start(self, trainer, pl_module):
+        self.start = self.seen = trainer.global_step
+        self.saved_at = time.monotonic()
+        if threading.current_thread() is threading.main_thread():
+            for name in self.SIGNALS:
+                sig = getattr(signal, name, None)
+                if sig is not None:
+                    self.previous[sig] = signal.signal(sig, self._catch)
+
+    def _catch(self, signum, frame):
+        if self.caught is not None and signum == signal.SIGINT:  # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        self.caught = signal.Signals(signum).name
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if self.pending is not None:  # the step before validated and its checkpoint was written after that
+            raise StopRun(self.pending)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if trainer.global_step >= self.steps:
-            trainer.should_stop = True
+        if trainer.global_step == self.seen:  # inside an accumulation: no step boundary yet
+            return
+        self.seen = step = trainer.global_step
+        why = self._stop_now(trainer, step)
+        validates = step % self.eval_interval == 0
+        timely = self.every_s and time.monotonic() - self.saved_at >= self.every_s
+        if (why or step >= trainer.max_steps or timely) and not validates:
+            for logger in trainer.loggers:
+                logger.save()  # metrics.csv holds every row up to this checkpoint
+            trainer.save_checkpoint(self.path)
+            self.saved_at = time.monotonic()
+        if why and step < trainer.max_steps:  # raised before the next step: this step's row is logged first
+            self.pending = f"{why}: stopped at step {step}; {self.path} holds it (resume= continues)"
+
+    def on_validation_end(self, trainer, pl_module):
+        for logger in trainer.loggers:  # runs before the 'last' ModelCheckpoint writes: its rows are on disk first
+            logger.save()
+        self.saved_at = time.monotonic()
+
+    def _stop_now(self, trainer, step: int) -> str | None:
+        why = self.caught or (f"trainer.stop_after={self.stop_after}" if self.stop_after is not None
+                              and step - self.start >= self.stop_after else None)
+        if trainer.world_size > 1:  # every rank stops at the same step (a signal may reach one rank first)
+            why = why or ("another rank" if trainer.strategy.reduce_boolean_decision(bool(why), all=False) else None)
+        return why
+
+    def on_train_end(self, trainer, pl_module):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+        self.previous = {}
+
+    def on_exception(self, trainer, pl_module, exception):
+        self.on_train_end(trainer, pl_module)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from gptlab.config import RunConfig
 from gptlab.data.datamodule import TokenDataModule
 from gptlab.fs import atomic_write_text
 from gptlab.runfolder import resume_paths
-from gptlab.training.callbacks import Progress, StopAfter, Throughput
+from gptlab.training.callbacks import LastCheckpoint, Progress, StopRun, Throughput, WallClock
 from gptlab.training.guards import AtomicCheckpointIO, FiniteLossGuard, RNGState, checkpoint_step
 from gptlab.training.loggers import wandb_logger
 from gptlab.training.logs import AppendingCSVLogger, write_summary
@@ -76,7 +75,8 @@ def build_trainer(run: RunConfig, module: GPTModule, run_dir: Path, loggers: lis
     t, der = run.trainer, run.derived
     callbacks = safe_instantiate(run.callbacks) + step_callbacks(
         der.tokens_per_step, module.model.flops_per_token(der.block_size), t.peak_flops, prec,
-        run_dir / "checkpoints") + ([StopAfter(t.stop_after)] if t.stop_after else [])
+        run_dir / "checkpoints") + [LastCheckpoint(run_dir / "checkpoints" / "last.ckpt", t.eval_interval,
+                                                   t.stop_after, t.ckpt_every_minutes), WallClock()]
     return L.Trainer(
         accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy, precision=prec,
         max_steps=t.max_steps, accumulate_grad_batches=der.accumulation, gradient_clip_val=run.optim.grad_clip or None,
@@ -122,12 +122,13 @@ def header(run: RunConfig, trainer: L.Trainer, n_params: int, prec: str, run_dir
             f"tokens per iteration: {der.tokens_per_step:,} = {der.accumulation} accumulation x {der.micro_batch} "
             "micro "
             f"batch x {der.block_size} block x {der.world_size} device(s); {run.trainer.max_steps:,} steps = "
-            f"{human(der.tokens_per_step * run.trainer.max_steps)} tokens")
+            f"{human(der.tokens_per_step * run.trainer.max_steps)} tokens"
+            + (f"\nresumed at step {run.resume_step}; changed: {', '.join(run.changes)}" if run.changes else
+               f"\nresumed at step {run.resume_step}, the run's own config unchanged" if run.resume else ""))
 
 
 def fit(run: RunConfig, launcher_jobs: int | None = None) -> float | None:
     """Train the run; returns the best val loss (None when no validation ran)."""
-    t0 = time.time()
     for name in ("lightning.pytorch", "lightning.fabric"):  # our own first line says what these INFO lines would
         logging.getLogger(name).setLevel(logging.WARNING)
     run_dir, ckpt = resume_paths(run.resume, run.paths.run_dir)
@@ -147,12 +148,16 @@ def fit(run: RunConfig, launcher_jobs: int | None = None) -> float | None:
     trainer = build_trainer(run, module, run_dir, loggers, prec)
     if trainer.is_global_zero:
         print(header(run, trainer, n_params, prec, run_dir, module.model.flops_per_token(run.derived.block_size)))
-    before = validate_before(run, trainer, module, dm, ckpt)
-    trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt) if ckpt else None, weights_only=True)
-    trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt")  # full state for resume; loads use weights_only
+    validate_before(run, trainer, module, dm, ckpt)
+    try:
+        trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt) if ckpt else None, weights_only=True)
+    except StopRun as stop:
+        if trainer.is_global_zero:
+            print(f"\n{stop}")
     for logger in loggers:
         logger.finalize("success")
-    best = finish(run, trainer, module, run_dir, n_params, time.time() - t0, before) if trainer.is_global_zero else None
+    clock = next(c for c in trainer.callbacks if isinstance(c, WallClock))
+    best = finish(run, trainer, module, run_dir, n_params, clock.elapsed()) if trainer.is_global_zero else None
     if len(loggers) > 1:
         import wandb
         wandb.finish()
@@ -169,10 +174,10 @@ def validate_before(run: RunConfig, trainer: L.Trainer, module, dm, ckpt) -> flo
     return before
 
 
-def finish(run: RunConfig, trainer, module, run_dir: Path, n_params: int, wall: float, before) -> float | None:
+def finish(run: RunConfig, trainer, module, run_dir: Path, n_params: int, wall: float) -> float | None:
     """summary.json, the closing line and the end-of-run sample; returns the best val loss."""
     summary = write_summary(run_dir, params=n_params, tokens_per_step=run.derived.tokens_per_step,
-                            steps=trainer.global_step, wall_time_s=wall, val_before=before, model=asdict(run.model))
+                            steps=trainer.global_step, wall_time_s=wall, model=asdict(run.model))
     if summary["final_val_loss"] is None:  # no validation within max_steps (eval_interval longer, no eval_at_start)
         print(f"no validation ran (trainer.eval_interval > trainer.max_steps); summary {run_dir / 'summary.json'}")
     else:

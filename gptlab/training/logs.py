@@ -52,7 +52,7 @@ class _AppendingWriter(ExperimentWriter):
 class AppendingCSVLogger(CSVLogger):
     """CSV metrics in <run_dir>/metrics.csv, appended across resumes."""
 
-    def __init__(self, run_dir, resume_tokens: int | None = None, flush_logs_every_n_steps: int = 50):
+    def __init__(self, run_dir, resume_tokens: int | None = None, flush_logs_every_n_steps: int = 1):
         super().__init__(save_dir=str(run_dir), name="", version="", flush_logs_every_n_steps=flush_logs_every_n_steps)
         self.resume_tokens = resume_tokens
 
@@ -65,11 +65,12 @@ class AppendingCSVLogger(CSVLogger):
         return self._experiment
 
 
-def write_summary(run_dir, params: int, tokens_per_step: int, steps: int, wall_time_s: float,
-                  val_before: float | None = None, **extra) -> dict:
-    """summary.json from metrics.csv: the numbers a report needs, each traceable to a logged row."""
+def write_summary(run_dir, params: int, tokens_per_step: int, steps: int, wall_time_s: float, **extra) -> dict:
+    """summary.json from metrics.csv: the numbers a report needs, each traceable to a logged row (the val loss
+    before training is the val row at 0 tokens), so a resumed run's summary is an uninterrupted one's."""
     rows = read_metrics(run_dir)
     val = [r for r in rows if "val/loss" in r]
+    val_before = next((r["val/loss"] for r in val if r.get("tokens") == 0), None)
     train = [r for r in rows if "train/loss" in r]
     best = min(val, key=lambda r: r["val/loss"]) if val else None
     summary = {

@@ -1,7 +1,7 @@
 """The _target_ allowlist: a config may instantiate only Lightning Callback classes defined in gptlab, torch or
 lightning, checked before anything is imported or built.
 
-    python -m gptlab.train +callbacks.stop._target_=gptlab.training.callbacks.StopAfter +callbacks.stop.steps=5
+    python -m gptlab.train +callbacks.ranks._target_=gptlab.training.callbacks.RankReport
     python -m gptlab.train +callbacks.x._target_=os.system        # -> refused, exit 2: only classes from gptlab.*, ...
 """
 from __future__ import annotations

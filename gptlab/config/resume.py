@@ -1,0 +1,57 @@
+"""A resume continues the run's own config: the saved config.yaml, with only the keys a resume may change.
+
+    python -m gptlab.train resume=runs/2026-11-27/21-00-00                        # the run's own config, as saved
+    python -m gptlab.train resume=runs/2026-11-27/21-00-00 trainer.max_steps=4000 # extend it
+    python -m gptlab.train resume=runs/2026-11-27/21-00-00 optim.lr=1               # refused: names saved and given
+
+Any other key given on the command line must equal the saved value; a group choice (sched=constant) must give the
+same settings as the run's. Imports no torch.
+"""
+from __future__ import annotations
+
+from omegaconf import DictConfig, OmegaConf
+
+from gptlab.config.checks import ConfigError
+
+SAFE = ("trainer.max_steps", "trainer.stop_after", "trainer.ckpt_every_minutes", "trainer.devices",
+        "trainer.num_nodes", "trainer.strategy", "trainer.threads", "trainer.accelerator", "device",
+        "data.num_workers", "logger.mode")  # what a resume may change: length, where and how fast it runs
+IGNORED = ("resume", "paths.run_dir")  # the resume itself, and the folder it writes into (the run's)
+
+
+def given_keys(overrides: list[str], is_group) -> list[str]:
+    """The config keys a command line's overrides touch ('sched' for sched=constant), Hydra's own left out."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    keys = []
+    for o in OverridesParser.create().parse_overrides(overrides):
+        key = o.key_or_group.lstrip("+~")
+        if not key.startswith("hydra") and key not in IGNORED:
+            keys.append(key if not is_group(key) else key.split("@")[0])
+    return keys
+
+
+def _value(cfg: DictConfig, key: str):
+    v = OmegaConf.select(cfg, key, default=None)
+    return OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
+
+
+def resumed_config(composed: DictConfig, saved: DictConfig, keys: list[str]) -> tuple[DictConfig, list[str]]:
+    """(the saved config with the safe changes the command line made, 'key: old -> new' for each), or ConfigError
+    naming the first key a resume may not change, its saved value and the value given."""
+    out, changes = saved.copy(), []
+    for key in keys:
+        if key == "experiment":
+            raise ConfigError("experiment= cannot change on a resume: the run keeps its own config (drop it, or "
+                              "start a new run)")
+        old, new = _value(saved, key), _value(composed, key)
+        if old == new:
+            continue
+        if key not in SAFE:
+            raise ConfigError(f"{key} cannot change on a resume: the run was trained with {old!r}, given {new!r}; "
+                              f"a resume may change only {', '.join(SAFE)}")
+        OmegaConf.update(out, key, new, force_add=True)
+        if key == "device" and _value(saved, "trainer.accelerator") == old:  # the accelerator followed the device
+            OmegaConf.update(out, "trainer.accelerator", new)
+        changes.append(f"{key}: {old} -> {new}")
+    out.resume = composed.resume
+    return out, changes
