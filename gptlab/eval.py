@@ -25,6 +25,7 @@ from gptlab import cli
 from gptlab.config.checks import int_at, require
 from gptlab.devices import resolve_device
 from gptlab.model.spec import check_spec
+from gptlab.runfolder import CONFIG
 
 TASKS = ("lambada", "wikitext", "hellaswag")
 
@@ -36,11 +37,36 @@ def task_list(tasks) -> list[str]:
     return names
 
 
+def run_defaults(cfg) -> Path | None:
+    """model=<run folder or one of its checkpoints>: what the run validated on (its data, val tokens, context, loss
+    mask and micro batch) for every key the command line left alone, so eval reproduces the run's own val loss.
+    Returns the run folder, None for other models."""
+    from gptlab.config.resume import given_keys
+    spec = Path(cfg.spec)
+    run = spec if spec.is_dir() else spec.parent.parent
+    if not (run / CONFIG).is_file() or str(cfg.spec).startswith("hf:"):
+        return None
+    saved = OmegaConf.load(run / CONFIG)
+    given = set(given_keys(list(cfg.hydra.overrides.task), lambda k: (cli.CONF / k).is_dir()))
+    touched = lambda key: any(g == key or g.startswith(key + ".") for g in given)  # noqa: E731
+    if not touched("data"):
+        cfg.data = saved.data
+        if not touched("paths"):
+            cfg.paths.data_dir = saved.paths.data_dir
+    block = saved.data.get("block_size") or saved.model.block_size
+    for key, value in (("ctx", block), ("max_tokens", saved.data.val_tokens // block * block),
+                       ("batch_size", saved.data.batch_size), ("loss_mask", bool(saved.data.get("loss_mask")))):
+        if not touched(key):
+            cfg[key] = value
+    return run
+
+
 def check(cfg):
     """Every option refused before torch is imported: the model spec, numbers, device, tasks, the dataset."""
     from gptlab.data.shards import check_dataset
     msg = check_spec(cli.given(cfg, "spec"))
     require(msg is None, msg or "")
+    cfg.run_dir = str(run_defaults(cfg) or "") or None
     int_at(cfg, "ctx", 1, null_ok=True)
     int_at(cfg, "stride", 1, null_ok=True, what=" (tokens scored per window; null = ctx)")
     if cfg.ctx and cfg.stride:
@@ -48,13 +74,15 @@ def check(cfg):
     int_at(cfg, "max_tokens", 0, what=" (0 = no perplexity)")
     int_at(cfg, "batch_size", 1)
     int_at(cfg, "limit", 1, null_ok=True)
+    require(isinstance(cfg.loss_mask, bool), f"loss_mask must be true or false, got {cfg.loss_mask!r}")
     resolve_device(cfg.device)
     cfg.tasks = task_list(OmegaConf.to_object(cfg.tasks) if OmegaConf.is_config(cfg.tasks) else cfg.tasks)
     require(cfg.max_tokens or cfg.tasks, "nothing to evaluate: max_tokens=0 and no tasks")
     if cfg.max_tokens:
         group = cfg.hydra.runtime.choices.get("data")
         name = f" data.name={cfg.data.name}" if group != cfg.data.name else ""
-        cmd = f"python -m gptlab.prepare data={group}{name}"
+        cmd = f"python -m gptlab.prepare data={group}{name}" if not cfg.run_dir else \
+            f"python -m gptlab.prepare data={cfg.data.source} data.name={cfg.data.name}"
         check_dataset(Path(cfg.paths.data_dir) / cfg.data.name, cmd)
     return cfg
 
@@ -64,9 +92,23 @@ def work(cfg) -> None:
     from gptlab.fs import atomic_write_json
     res = evaluate(cfg)
     print(table(res))
+    if cfg.run_dir and "perplexity" in res:
+        print(beside_summary(res, Path(cfg.run_dir)))
     if cfg.out:
         atomic_write_json(cfg.out, res)
         print(f"wrote {cfg.out}")
+
+
+def beside_summary(res: dict, run: Path) -> str:
+    """This eval's loss beside the one the run recorded for the same weights (best.ckpt: best_val_loss)."""
+    from gptlab.runfolder import read_summary
+    summary, path = read_summary(run), str(res.get("path") or "")
+    key = "final_val_loss" if path.endswith("last.ckpt") else "best_val_loss"
+    if summary.get(key) is None:
+        return f"{run}: no {key} in summary.json to compare with"
+    loss, want = res["perplexity"]["loss"], summary[key]
+    return (f"{run}/summary.json {key} {want:.6f}, this eval {loss:.6f}: difference {loss - want:+.2e} "
+            f"({res['perplexity']['tokens']:,} tokens, ctx {res['ctx']})")
 
 
 ENTRY = cli.Entry("eval", check, work, aliases={"model": "spec"}, lists=("tasks",))

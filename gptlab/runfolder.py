@@ -41,3 +41,12 @@ def resume_paths(resume: str | None, run_dir: str) -> tuple[Path, Path | None]:
     if not ckpt.is_file():
         raise ConfigError(f"resume={resume}: no checkpoint at {ckpt} (give a run folder or a .ckpt file)")
     return (p if p.is_dir() else ckpt.parent.parent), ckpt
+
+
+def label(overrides: list[str]) -> str:
+    """Overrides as a run's name: 'model.n_layer=4 model.n_embd=128' -> 'n_layer=4 n_embd=128' (keys shortened to
+    their last part where that stays unambiguous). W&B names and the report's legends both use it."""
+    keys = [o.split("=", 1)[0] for o in overrides]
+    short = [k.rsplit(".", 1)[-1] for k in keys]
+    unique = {s for s in short if short.count(s) == 1}
+    return " ".join((s if s in unique else k) + o[len(k):] for o, k, s in zip(overrides, keys, short))

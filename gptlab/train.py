@@ -37,6 +37,27 @@ def hydra_state() -> tuple[dict, str | None, int | None]:
     return dict(hc.runtime.choices), sweep, hc.launcher.get("n_jobs")
 
 
+def job_name() -> str | None:
+    """Under -m, what this job varies, as its W&B name and the report's legend write it: 'n_layer=4 n_embd=128'.
+    The swept keys are a study's grid (hydra.sweeper.params) and the command line's a,b values."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.types import RunMode
+
+    from gptlab.runfolder import label
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return None
+    hc, parser = HydraConfig.get(), OverridesParser.create()
+    swept = set((hc.sweeper.get("params") or {}).keys())
+    try:
+        swept |= {o.key_or_group for o in parser.parse_overrides([a for a in sys.argv[1:] if "=" in a])
+                  if o.is_sweep_override()}
+    except Exception:  # a launcher's own argv (submitit, joblib): the study's grid alone
+        pass
+    mine = [o for o in hc.overrides.task if o.split("=", 1)[0].lstrip("+~") in swept]
+    return label(mine) or None
+
+
 def in_sweep() -> bool:
     return hydra_state()[1] is not None
 
@@ -66,7 +87,7 @@ def check(cfg) -> tuple[RunConfig, object]:
     accelerator = resolve_device(cfg.trainer.get("accelerator", "auto"), key)
     resolve_micro_batch(cfg, choices.get("model"), accelerator == "cuda")
     run = run_config(cfg, recipe=recipe(cfg, choices), sweep=sweep)
-    run.changes = changes
+    run.changes, run.name = changes, job_name()
     check_launch(run)
     run_dir, ckpt = resume_paths(run.resume, run.paths.run_dir)
     lock = claim(run_dir, resuming=bool(run.resume))  # a second writer is refused before torch is imported

@@ -171,7 +171,9 @@ def test_validation_step_counts_only_unmasked_targets():
         m.validation_step((x[:2], y_none), 1)
         nll = F.cross_entropy(m.model(x)[0].flatten(0, 1), y.flatten(), ignore_index=-1, reduction="sum")
     assert m.val_nll.tokens.item() == int((y != -1).sum()) == 24 - 5 - 5
-    torch.testing.assert_close(m.val_nll.compute().float(), nll / 14, atol=1e-5, rtol=1e-5)
+    loss, count = m.val_nll.compute()
+    assert int(count) == 14
+    torch.testing.assert_close(loss.float(), nll / 14, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.slow

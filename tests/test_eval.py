@@ -57,10 +57,11 @@ def logprobs(model, ids):
     return logits.float().log_softmax(-1)
 
 
-def next_logprob(model, context, token):
-    """log p(token | context) from one plain forward pass."""
+def next_logprob(model, context, token, vocab=V):
+    """log p(token | context) from one plain forward pass, normalised over the first `vocab` logits (tasks score the
+    tokenizer's 50257; perplexity is the model's own loss, over its whole output layer, as training validates)."""
     with torch.no_grad():
-        logits = model(torch.tensor([context]))[0][0, -1, :V]
+        logits = model(torch.tensor([context]))[0][0, -1, :vocab]
     return logits.float().log_softmax(-1)[token].item()
 
 
@@ -77,7 +78,7 @@ def test_perplexity_equals_plain_loop(model, n):
         x, y = torch.tensor(t[b:b + 32]), torch.tensor(t[b + 1:b + 33])
         x = x[:len(y)]
         with torch.no_grad():
-            logits = model(x[None])[0][0, :, :V]
+            logits = model(x[None])[0][0]  # every output row, padded ones included: the run's own val loss
         nll += F.cross_entropy(logits, y, reduction="sum").item()
         count += len(y)
     for bs in (1, 2, 8):
@@ -93,7 +94,7 @@ def test_strided_equals_token_by_token(model):
     nll = 0.0
     for k in range(len(t) - 1):  # target t[k + 1]; the window scoring it starts at a multiple of the stride
         start = 0 if k < ctx else ((k - ctx) // stride + 1) * stride
-        nll -= next_logprob(model, t[start:k + 1].tolist(), t[k + 1])
+        nll -= next_logprob(model, t[start:k + 1].tolist(), t[k + 1], vocab=CFG.vocab_size)
     r = perplexity(model, t, ctx=ctx, stride=stride, batch_size=3)
     assert r["tokens"] == len(t) - 1
     assert r["nll_sum"] == pytest.approx(nll, rel=1e-5)

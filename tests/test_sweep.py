@@ -61,7 +61,9 @@ def test_four_job_multirun_summaries_wandb_group_and_report(tiny_data, tmp_path)
         assert summary["steps"] == 30 and summary["final_val_loss"] < summary["val_before_loss"]
         shapes.add((summary["model"]["n_layer"], summary["model"]["n_embd"]))
         run = wandb_run_record(j)
-        assert run.run_group == sweep.name and run.project == "gptlab" and run.display_name == j.name
+        n_layer, n_embd = summary["model"]["n_layer"], summary["model"]["n_embd"]
+        assert run.run_group == sweep.name and run.project == "gptlab"
+        assert run.display_name == f"n_layer={n_layer} n_embd={n_embd}"  # what the job varies, as the legends say
     assert shapes == {(1, 32), (1, 48), (2, 32), (2, 48)}
     res = write_report([sweep], predict=["124M"])
     md = (sweep / "report" / "report.md").read_text()
@@ -69,7 +71,7 @@ def test_four_job_multirun_summaries_wandb_group_and_report(tiny_data, tmp_path)
     assert "Refused: 4 distinct points" in md  # 4 sizes: the size law needs 5
     assert all(not isinstance(r["plateau"], str) and r["plateau"].c < r["final_val_loss"] for r in res["runs"])
     labels = sorted(r["label"] for r in res["runs"])  # only the swept keys label the curves
-    assert labels[0] == "0: model.n_layer=1 model.n_embd=32"
+    assert labels[0] == "0: n_layer=1 n_embd=32"
     for png in ("val_curves.png", "loss_vs_params.png"):
         assert (sweep / "report" / png).stat().st_size > 10_000
     assert "Launching 4 jobs locally" in p.stdout + p.stderr

@@ -16,6 +16,7 @@ def compare_live(spec: str, runs: list[dict], data_dir: str | None = None, batch
     from gptlab.data.shards import ShardError, first_tokens, open_split
     from gptlab.devices import torch_device
     from gptlab.evaluation.perplexity import perplexity
+    from gptlab.evaluation.suite import split_mask
     from gptlab.model.checkpoint import LoadError, check_compatible
     from gptlab.model.load import load_model
     device = torch_device(device or "auto")
@@ -25,7 +26,7 @@ def compare_live(spec: str, runs: list[dict], data_dir: str | None = None, batch
         raise ReportError(f"compare={spec}: cannot load the model or its weights: {e}") from None
     out, seen = [], set()
     for r in runs:
-        key = (r.get("data_name"), r.get("val_tokens"), r.get("ctx"), r.get("data_dir"))
+        key = (r.get("data_name"), r.get("val_tokens"), r.get("ctx"), r.get("data_dir"))  # as eval model=<run>
         if r["kind"] != "measured" or key[:3] in seen:
             continue
         seen.add(key[:3])
@@ -35,8 +36,9 @@ def compare_live(spec: str, runs: list[dict], data_dir: str | None = None, batch
         folder = Path(data_dir or key[3] or "data") / name
         try:
             check_compatible(model, block_size=ctx)
-            tokens = first_tokens(open_split(folder, "val"), n + 1)  # +1: n targets, as the runs' val windows
-            res = perplexity(model, tokens, ctx, ctx, batch_size, device)
+            tokens = first_tokens(open_split(folder, "val"), n // ctx * ctx + 1)  # the runs' whole val windows
+            keep = split_mask(folder, "val", len(tokens)) if r.get("loss_mask") else None
+            res = perplexity(model, tokens, ctx, ctx, batch_size, device, keep=keep)
         except (LoadError, ShardError, ValueError) as e:
             raise ReportError(f"compare={spec}: {e}") from None
         out.append({"name": f"{spec} (measured live)", "dir": str(folder), "kind": "measured live", "curve": [],

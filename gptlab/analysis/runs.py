@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from gptlab.errors import Refused
-from gptlab.runfolder import METRICS, SUMMARY, read_metrics
+from gptlab.runfolder import METRICS, SUMMARY, label, read_metrics
 
 RUN_FILES = (SUMMARY, METRICS)
 
@@ -76,7 +76,7 @@ def load_run(run_dir, name: str | None = None) -> dict:
     curve = _val_curve(rows)
     run = {"name": name or d.name, "dir": str(d), "kind": "measured", "curve": curve,
            "overrides": _yaml(d / ".hydra" / "overrides.yaml") or [],
-           "data_name": data.get("name"), "val_tokens": data.get("val_tokens"),
+           "data_name": data.get("name"), "val_tokens": data.get("val_tokens"), "loss_mask": data.get("loss_mask"),
            "data_dir": (cfg.get("paths") or {}).get("data_dir"),
            "ctx": data.get("block_size") or model.get("block_size"),
            "from_summary": bool(summary)}
@@ -119,7 +119,7 @@ def label_runs(runs: list[dict]) -> None:
     ref = reference_data(runs)
     for r in runs:
         own = [o for o in r.get("overrides") or [] if o not in shared]
-        r["label"] = r["name"] + (" †" if data_key(r) != ref else "") + (": " + " ".join(own) if own else "")
+        r["label"] = r["name"] + (" †" if data_key(r) != ref else "") + (": " + label(own) if own else "")
 
 
 def data_key(run: dict) -> tuple:

@@ -87,6 +87,9 @@ class LoggerConfig:
     name: str | None = None  # run name; None = the run folder's name
     mode: str = "auto"  # auto | online | offline
     tags: list = field(default_factory=list)
+    job_type: str | None = None  # W&B job type: the arm a run belongs to, so W&B groups its seeds
+    init_timeout: float = 30.0  # seconds an online W&B start-up may take before the run goes offline
+    tensorboard: bool = False  # also write TensorBoard event files under <run>/tensorboard
 
 
 @dataclass
@@ -140,6 +143,7 @@ class RunConfig:
     init: str | None = None  # weights to start from (fine-tuning)
     callbacks: dict = field(default_factory=dict)  # callbacks.* specs with _target_ (gptlab/training/targets.py)
     sweep: str | None = None  # under -m: the sweep folder's name (every job's W&B group)
+    name: str | None = None  # under -m: what this job varies, 'n_layer=4 n_embd=128' (its W&B name)
     recipe: str = ""  # the presets in force, as the header names them
     resolved: dict = field(default_factory=dict)  # the whole resolved config, as config.yaml records it
     changes: list = field(default_factory=list)  # on a resume: 'key: saved -> given' for each key changed

@@ -142,9 +142,11 @@ def validate_run(cfg: DictConfig, block: int) -> None:
                 f"sample.temperature must be a finite number >= 0 (0 = greedy), got {t!r}")
         int_at(cfg, "sample.top_k", 1, null_ok=True)
     logger = cfg.get("logger")
-    if logger and "project" in logger:
-        require(logger.get("mode") in ("auto", "online", "offline"),
+    if logger:
+        require(logger.get("mode", "auto") in ("auto", "online", "offline"),
                 f"logger.mode={logger.get('mode')!r} is not one of auto, online, offline")
+        t = logger.get("init_timeout", 30)
+        require(is_number(t) and t > 0, f"logger.init_timeout must be a number of seconds > 0, got {t!r}")
     for key in ("resume", "init"):
         v = cfg.get(key)
         require(v is None or (isinstance(v, str) and v.strip() != ""),

@@ -13,6 +13,8 @@ the model ignores: train and val loss cover assistant tokens only. The windows d
 """
 from __future__ import annotations
 
+import warnings
+
 import lightning as L
 import numpy as np
 import torch
@@ -101,6 +103,11 @@ class TokenDataModule(L.LightningDataModule):
         for split in ("train", "val"):
             self._files(split)
             self._masks(split)
+        held = shards.load_manifest(self.data_dir)["splits"]["val"]["tokens"]
+        scored = (min(held, self.val_tokens + 1) - 1) // self.block_size * self.block_size
+        if scored < self.val_tokens:  # the records say what was scored: val/tokens in metrics.csv and summary.json
+            warnings.warn(f"data.val_tokens={self.val_tokens:,} but {self.data_dir} val holds {held:,} tokens: each "
+                          f"validation scores {scored:,} (whole windows of {self.block_size})", stacklevel=2)
 
     def _files(self, split: str) -> list[str]:
         if split not in self._split_files:

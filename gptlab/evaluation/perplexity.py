@@ -22,7 +22,6 @@ import torch
 from tqdm import tqdm
 
 from gptlab.data.tokenizer import EOT, N_VOCAB, get_tokenizer
-from gptlab.evaluation.tasks import score_positions
 from gptlab.model.checkpoint import check_compatible
 
 
@@ -53,33 +52,49 @@ def bits_per_byte(nll_sum: float, nbytes: int) -> float:
 
 
 def perplexity(model, tokens, ctx: int | None = None, stride: int | None = None, batch_size: int = 8,
-               device=None, progress: bool = False) -> dict:
+               device=None, progress: bool = False, keep=None) -> dict:
     """Score tokens[1:] given what precedes each within windows of ctx; dict(loss, ppl, tokens, nll_sum, bytes,
-    bpb, tokens_per_s). tokens: a 1-D array or tensor of GPT-2 ids; model in eval mode (as load_model gives)."""
+    bpb, tokens_per_s). tokens: a 1-D array or tensor of GPT-2 ids; keep: a 0/1 mask of the same length (the
+    chat loss mask), only the targets it marks are scored; model in eval mode (as load_model gives). The loss is
+    the model's own (its forward with targets), so a run's validation and this agree to float rounding."""
     tokens = torch.as_tensor(np.asarray(tokens, dtype=np.int64))
+    keep = torch.ones(len(tokens), dtype=torch.bool) if keep is None else torch.as_tensor(np.asarray(keep)).bool()
     ctx = ctx or model.config.block_size
     check_compatible(model, N_VOCAB, ctx)
-    if tokens.ndim != 1 or len(tokens) < 2:
-        raise ValueError(f"need a 1-D sequence of at least 2 tokens, got shape {tuple(tokens.shape)}")
+    if tokens.ndim != 1 or len(tokens) < 2 or keep.shape != tokens.shape:
+        raise ValueError(f"need a 1-D sequence of at least 2 tokens (and a mask as long), got {tuple(tokens.shape)}")
     device = device or model.lm_head.weight.device
     wins = windows(len(tokens) - 1, ctx, stride)
-    nll, n, t0 = 0.0, 0, time.perf_counter()
+    nll, n, scored, t0 = 0.0, 0, torch.zeros(len(tokens), dtype=torch.bool), time.perf_counter()
     bar = tqdm(total=len(tokens) - 1, unit="tok", unit_scale=True, desc="perplexity", disable=not progress)
+    with torch.no_grad():
+        for x, y in _batches(tokens, keep, wins, batch_size, scored):
+            loss = model(x.to(device), y.to(device), return_logits=False)[1]  # mean over targets != -1
+            count = int((y != -1).sum())
+            nll += loss.double().item() * count  # as the validation metric sums it (TokenNLL)
+            n += count
+            bar.update(y.numel())
+    bar.close()
+    if n == 0:
+        raise ValueError("no target to score: the loss mask keeps none of these tokens")
+    nbytes = text_bytes(tokens[scored])
+    return {"loss": nll / n, "ppl": math.exp(nll / n), "tokens": n, "nll_sum": nll, "bytes": nbytes,
+            "bpb": bits_per_byte(nll, nbytes) if nbytes else float("nan"),
+            "tokens_per_s": n / (time.perf_counter() - t0)}
+
+
+def _batches(tokens, keep, wins, batch_size: int, scored):
+    """(inputs [B, w], targets [B, w]) for runs of same-width windows; targets not scored are -1. Marks the
+    scored target positions in `scored`."""
     i = 0
     while i < len(wins):
         width = wins[i][1] - wins[i][0]  # a batch holds windows of one length: all but maybe the last
         batch = list(takewhile(lambda w, width=width: w[1] - w[0] == width, wins[i:i + batch_size]))
         x = torch.stack([tokens[b:e] for b, e, _ in batch])
-        rows = torch.cat([torch.full((k,), r) for r, (_, _, k) in enumerate(batch)])
-        cols = torch.cat([torch.arange(width - k, width) for _, _, k in batch])
-        y = torch.cat([tokens[e - k + 1:e + 1] for _, e, k in batch])
-        lp, _ = score_positions(model, x.to(device), rows, cols, y.to(device))
-        nll -= lp.double().sum().item()
-        n += len(y)
-        bar.update(len(y))
+        y = torch.stack([tokens[b + 1:e + 1] for b, e, _ in batch])
+        for r, (b, e, k) in enumerate(batch):  # only each window's last k targets are its own
+            y[r, :width - k] = -1
+            y[r] = y[r].masked_fill(~keep[b + 1:e + 1], -1)
+            scored[b + 1:e + 1] |= y[r] != -1
         i += len(batch)
-    bar.close()
-    nbytes = text_bytes(tokens[1:])
-    return {"loss": nll / n, "ppl": math.exp(nll / n), "tokens": n, "nll_sum": nll, "bytes": nbytes,
-            "bpb": bits_per_byte(nll, nbytes) if nbytes else float("nan"),
-            "tokens_per_s": n / (time.perf_counter() - t0)}
+        yield x, y

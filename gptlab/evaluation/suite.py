@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -16,6 +17,16 @@ from gptlab.evaluation.perplexity import perplexity
 from gptlab.evaluation.tasks import run_task, task_names
 from gptlab.model.checkpoint import check_compatible
 from gptlab.model.load import load_model
+
+
+def split_mask(data_dir, split: str, n: int):
+    """The split's loss mask for its first n tokens; ShardError when the dataset has none."""
+    from gptlab.data.shards import mask_files, open_mask
+    files = mask_files(data_dir, split)
+    if not files:
+        raise ShardError(f"{data_dir} has no loss mask for {split}: prepare chat data (data=chat), or pass "
+                         "loss_mask=false")
+    return first_tokens(map(open_mask, files), n)
 
 
 def prepared_tokens(data_dir, split: str, n: int, prepare_cmd: str):
@@ -32,13 +43,17 @@ def evaluate(cfg: DictConfig, prepare_cmd: str | None = None) -> dict:
     model, info = load_model(cfg.spec, device)
     ctx = cfg.ctx or model.config.block_size
     check_compatible(model, N_VOCAB, ctx)
-    res = {"model": str(cfg.spec), "source": info.get("source"), "config": info.get("config"),
+    res = {"model": str(cfg.spec), "source": info.get("source"), "path": info.get("path"), "config": info.get("config"),
            "global_step": info.get("global_step"), "params": model.num_params(), "ctx": ctx, "device": str(device)}
     if cfg.max_tokens:
         data_dir = Path(cfg.paths.data_dir) / cfg.data.name
         tokens = prepared_tokens(data_dir, cfg.split, cfg.max_tokens + 1,
                               prepare_cmd or f"python -m gptlab.prepare data={cfg.data.name}")
-        ppl = perplexity(model, tokens, ctx, cfg.stride, cfg.batch_size, device, progress=True)
+        keep = split_mask(data_dir, cfg.split, len(tokens)) if cfg.get("loss_mask") else None
+        if len(tokens) < cfg.max_tokens + 1:
+            warnings.warn(f"the {cfg.split} split of {data_dir} holds {len(tokens):,} tokens, fewer than max_tokens "
+                          f"+ 1 = {cfg.max_tokens + 1:,}: {len(tokens) - 1:,} are scored", stacklevel=2)
+        ppl = perplexity(model, tokens, ctx, cfg.stride, cfg.batch_size, device, progress=True, keep=keep)
         res["perplexity"] = {"data": cfg.data.name, "split": cfg.split, "stride": cfg.stride or ctx, **ppl}
     res["tasks"] = {t: run_task(t, model, cfg.task_path.get(t), cfg.limit, ctx, cfg.batch_size, device)
                     for t in names}

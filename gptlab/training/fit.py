@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 
@@ -22,12 +23,14 @@ from gptlab.fs import atomic_write_text
 from gptlab.runfolder import resume_paths
 from gptlab.training.callbacks import LastCheckpoint, Progress, StopRun, Throughput, WallClock
 from gptlab.training.guards import AtomicCheckpointIO, FiniteLossGuard, RNGState, checkpoint_step
-from gptlab.training.loggers import wandb_logger
+from gptlab.training.loggers import tensorboard_logger, wandb_finish, wandb_logger
 from gptlab.training.logs import AppendingCSVLogger, write_summary
 from gptlab.training.module import GPTModule
 from gptlab.training.perf import cuda_fast_math, use_compile
 from gptlab.training.targets import safe_instantiate
 from gptlab.units import human
+
+log = logging.getLogger("gptlab")
 
 
 def cpu_threads(run: RunConfig, launcher_jobs: int | None = None) -> int:
@@ -129,8 +132,7 @@ def header(run: RunConfig, trainer: L.Trainer, n_params: int, prec: str, run_dir
 
 def fit(run: RunConfig, launcher_jobs: int | None = None) -> float | None:
     """Train the run; returns the best val loss (None when no validation ran)."""
-    for name in ("lightning.pytorch", "lightning.fabric"):  # our own first line says what these INFO lines would
-        logging.getLogger(name).setLevel(logging.WARNING)
+    quiet_lightning()
     run_dir, ckpt = resume_paths(run.resume, run.paths.run_dir)
     resumed_step = run.resume_step if ckpt is None or run.resume_step is not None else checkpoint_step(ckpt)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -142,26 +144,41 @@ def fit(run: RunConfig, launcher_jobs: int | None = None) -> float | None:
     L.seed_everything(run.seed, verbose=False)
     module, prec = build_module(run), precision(run.trainer.precision, run.derived.device)
     atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(run.resolved))
-    csv = AppendingCSVLogger(run_dir, None if ckpt is None else resumed_step * run.derived.tokens_per_step)
-    loggers = [csv] + [w for w in [wandb_logger(run.logger, run_dir, run.sweep)] if w is not None]
+    loggers = make_loggers(run, run_dir, None if ckpt is None else resumed_step * run.derived.tokens_per_step)
     n_params = module.model.num_params()
     trainer = build_trainer(run, module, run_dir, loggers, prec)
     if trainer.is_global_zero:
-        print(header(run, trainer, n_params, prec, run_dir, module.model.flops_per_token(run.derived.block_size)))
+        log.info(header(run, trainer, n_params, prec, run_dir, module.model.flops_per_token(run.derived.block_size)))
     validate_before(run, trainer, module, dm, ckpt)
     try:
         trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt) if ckpt else None, weights_only=True)
     except StopRun as stop:
         if trainer.is_global_zero:
-            print(f"\n{stop}")
+            log.info(f"\n{stop}")
     for logger in loggers:
         logger.finalize("success")
     clock = next(c for c in trainer.callbacks if isinstance(c, WallClock))
-    best = finish(run, trainer, module, run_dir, n_params, clock.elapsed()) if trainer.is_global_zero else None
-    if len(loggers) > 1:
-        import wandb
-        wandb.finish()
-    return best
+    summary = finish(run, trainer, module, run_dir, n_params, clock.elapsed()) if trainer.is_global_zero else None
+    if any(type(lg).__name__ == "WandbLogger" for lg in loggers):
+        wandb_finish(summary)
+    return summary.get("best_val_loss") if summary else None
+
+
+def quiet_lightning() -> None:
+    """Lightning's INFO lines off (our header says what they would), and lines that go somewhere outside Hydra."""
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for text in (r".*isinstance\(treespec, LeafSpec\).*", ".*does not have many workers.*"):  # not ours to act on
+        warnings.filterwarnings("ignore", message=text)
+    if not logging.getLogger().handlers:  # called outside Hydra's job logging (a test, a notebook)
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+
+def make_loggers(run: RunConfig, run_dir: Path, resume_tokens: int | None) -> list:
+    """metrics.csv always; W&B and TensorBoard as the logger group says."""
+    wb = wandb_logger(run.logger, run_dir, run.sweep, run.name, run.resolved)
+    tb = tensorboard_logger(run.logger.tensorboard, run_dir)
+    return [AppendingCSVLogger(run_dir, resume_tokens)] + [lg for lg in (wb, tb) if lg is not None]
 
 
 def validate_before(run: RunConfig, trainer: L.Trainer, module, dm, ckpt) -> float | None:
@@ -170,21 +187,21 @@ def validate_before(run: RunConfig, trainer: L.Trainer, module, dm, ckpt) -> flo
         return None
     before = trainer.validate(module, datamodule=dm, verbose=False)[0]["val/loss"]
     if trainer.is_global_zero:
-        print(f"val before training: loss {before:.4f}, ppl {math.exp(before):.1f}")
+        log.info(f"val before training: loss {before:.4f}, ppl {math.exp(before):.1f}")
     return before
 
 
-def finish(run: RunConfig, trainer, module, run_dir: Path, n_params: int, wall: float) -> float | None:
-    """summary.json, the closing line and the end-of-run sample; returns the best val loss."""
+def finish(run: RunConfig, trainer, module, run_dir: Path, n_params: int, wall: float) -> dict:
+    """summary.json, the closing line and the end-of-run sample; returns the summary."""
     summary = write_summary(run_dir, params=n_params, tokens_per_step=run.derived.tokens_per_step,
                             steps=trainer.global_step, wall_time_s=wall, model=asdict(run.model))
     if summary["final_val_loss"] is None:  # no validation within max_steps (eval_interval longer, no eval_at_start)
-        print(f"no validation ran (trainer.eval_interval > trainer.max_steps); summary {run_dir / 'summary.json'}")
+        log.info(f"no validation ran (trainer.eval_interval > trainer.max_steps); summary {run_dir / 'summary.json'}")
     else:
-        print(f"val after training: loss {summary['final_val_loss']:.4f}, ppl {summary['final_val_ppl']:.1f} "
+        log.info(f"val after training: loss {summary['final_val_loss']:.4f}, ppl {summary['final_val_ppl']:.1f} "
               f"(best {summary['best_val_loss']:.4f}); summary {run_dir / 'summary.json'}")
     print_sample(module, run)
-    return summary.get("best_val_loss")
+    return summary
 
 
 def print_sample(module, run: RunConfig) -> None:
@@ -197,4 +214,4 @@ def print_sample(module, run: RunConfig) -> None:
     gen = torch.Generator(device=module.device).manual_seed(run.seed)
     out = model.generate(idx, s.max_new_tokens, temperature=s.temperature, top_k=s.top_k, generator=gen)
     tokens = [t for t in out[0].tolist() if t < enc.n_vocab]
-    print("sample:\n" + enc.decode(tokens).split("<|endoftext|>")[0])
+    log.info("sample:\n" + enc.decode(tokens).split("<|endoftext|>")[0])

@@ -81,6 +81,7 @@ def write_summary(run_dir, params: int, tokens_per_step: int, steps: int, wall_t
         "tokens_per_param": steps * tokens_per_step / params,
         "wall_time_s": round(wall_time_s, 2),
         "val_before_loss": val_before,
+        "val_tokens": int(val[-1]["val/tokens"]) if val and "val/tokens" in val[-1] else None,  # scored, per eval
         "final_train_loss": train[-1]["train/loss"] if train else None,
         "final_val_loss": val[-1]["val/loss"] if val else None,
         "final_val_ppl": math.exp(val[-1]["val/loss"]) if val else None,

@@ -34,7 +34,8 @@ class TokenNLL(Metric):
         self.tokens = self.tokens + tokens
 
     def compute(self):
-        return self.nll / self.tokens.clamp(min=1)
+        """(mean NLL, scored targets) over every batch and rank."""
+        return self.nll / self.tokens.clamp(min=1), self.tokens
 
 
 class GPTModule(L.LightningModule):
@@ -73,11 +74,12 @@ class GPTModule(L.LightningModule):
         self.val_nll.update(loss, (y != -1).sum())  # masked targets (loss_mask) count for nothing; no host sync
 
     def on_validation_epoch_end(self):
-        loss = self.val_nll.compute()  # synced across ranks: every rank logs the same numbers
+        loss, count = self.val_nll.compute()  # synced across ranks: every rank logs the same numbers
         self.val_nll.reset()
         self.log("val/loss", loss.float(), prog_bar=True, sync_dist=False, rank_zero_only=False)
         self.log("val/ppl", torch.exp(loss).float(), prog_bar=True)
         self.log("tokens", float(self.global_step * self.tokens_per_step))
+        self.log("val/tokens", count.float())  # what was scored (fewer than data.val_tokens on a short split)
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
         """Clip by global norm here under bf16-mixed: Lightning refuses to clip a fused AdamW under any mixed
