@@ -41,16 +41,17 @@ def tiny_corpus_docs(n_docs=24):
                       for i in range(40)) for d in range(n_docs)]
 
 
-def run_train(args, data_root, runs, env=None, check=True, timeout=600):
-    """python -m gptlab.train on the tiny corpus; returns the CompletedProcess."""
+def run_train(args, data_root, runs, env=None, check=True, timeout=600, extra=True):
+    """python -m gptlab.train on the tiny corpus; returns the CompletedProcess. extra=False: the args alone, as a
+    user types `python -m gptlab.train resume=<run>`."""
     env = {**os.environ, "GPTLAB_DATA": str(data_root), "GPTLAB_RUNS": str(runs), "WANDB_SILENT": "true",
            **(env or {})}
     env = {k: v for k, v in env.items() if v is not None}  # None removes a variable
     flags = [a for a in args if a in ("-m", "--multirun")]  # Hydra takes its flags before the overrides
     args = [a for a in args if a not in flags]
     mine = {a.split("=")[0] for a in args}  # a key given in args replaces TINY's (a sweep must not also fix it)
-    cmd = [sys.executable, "-m", "gptlab.train", *flags, "data=text", "data.name=tiny",
-           *[t for t in TINY if t.split("=")[0] not in mine], *args]
+    base = ["data=text", "data.name=tiny", *[t for t in TINY if t.split("=")[0] not in mine]] if extra else []
+    cmd = [sys.executable, "-m", "gptlab.train", *flags, *base, *args]
     require_slow("run_train")
     p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     if check and p.returncode != 0:
