@@ -114,7 +114,7 @@ def bench(cfg, preset: str | None, run_dir: Path) -> dict:
                  "flash_sdpa": flash_attention_ok(s.device, torch.bfloat16 if "bf16" in s.precision else torch.float32),
                  "syncs": syncs, "data": "synthetic" if cfg.synthetic else cfg.data.name, "load_start": load_start}
         if cfg.eval_batches:
-            extra["eval_tokens_per_s"] = eval_tokens_per_s(s, model, cfg.eval_batches)
+            extra["eval"] = eval_tokens_per_s(s, model, cfg.eval_batches)
         if cfg.generate.repeats:
             extra["generate"] = generation_tokens_per_s(s, model, cfg.generate.new_tokens, cfg.generate.repeats)
         result = summarize(cfg, s, preset, rounds, held, model.flops_per_token(s.block), extra)

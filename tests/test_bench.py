@@ -160,7 +160,9 @@ def test_bench_writes_table_and_json(tmp_path):
     for key in ("lightning_vs_bare", "lightning_vs_nanogpt", "bare_vs_nanogpt"):
         assert set(r[key]) == {"median", "best", "of_medians", "rounds", "by_cpu_time"}
         assert len(r[key]["rounds"]) == len(r[key]["by_cpu_time"]["rounds"]) == 2
-    assert r["eval_tokens_per_s"] > 0
+    e = r["eval"]  # the same val tokens through the validation path and through gptlab.eval's perplexity
+    assert e["validation_tokens_per_s"] > 0 and e["eval_tokens_per_s"] > 0 and len(e["rounds"]["eval"]) == 3
+    assert e["eval_vs_validation"] == pytest.approx(e["eval_tokens_per_s"] / e["validation_tokens_per_s"])
     g = r["generate"]
     assert g["new_tokens"] == 4
     assert g["kv_cache_speedup"] == pytest.approx(g["cached_tokens_per_s"] / g["uncached_tokens_per_s"])

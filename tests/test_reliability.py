@@ -373,7 +373,10 @@ def test_nonfinite_loss_cli(tiny_data, tmp_path):
     assert f"non-finite training loss (nan) at step 7; training stopped before any checkpoint took it in. The last " \
            f"good checkpoint is {run}/checkpoints/last.ckpt (step 5)." in p.stderr
     assert ckpt(run / "checkpoints" / "last.ckpt")["global_step"] == 5
-    run_train(["trainer.max_steps=12", f"resume={run}", f"hydra.run.dir={tmp_path / 'again'}"], tiny_data, tmp_path)
+    p = run_train([f"resume={run}"], tiny_data, tmp_path, check=False, extra=False)  # the same run: the drill again
+    assert p.returncode == 1 and "non-finite training loss (nan) at step 7" in p.stderr
+    p = run_train([f"resume={run}", "+callbacks.nan.step=100"], tiny_data, tmp_path, extra=False)  # disarmed
+    assert "changed: callbacks.nan.step: 7 -> 100" in p.stdout
     assert ckpt(run / "checkpoints" / "last.ckpt")["global_step"] == 12
 
 

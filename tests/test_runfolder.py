@@ -67,7 +67,7 @@ def test_stop_after_then_resume_alone_gives_the_uninterrupted_records(reference,
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig", ["SIGTERM", "SIGUSR1"])
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGUSR1", "SIGINT"])
 def test_a_preemption_signal_writes_last_ckpt_and_the_resume_matches(reference, tiny_data, tmp_path, sig):
     run, log = tmp_path / "pre", tmp_path / "pre.log"
     p = start_train([*RUN, f"hydra.run.dir={run}"], tiny_data, tmp_path, log)

@@ -34,7 +34,8 @@ def table_rows(runs: list[dict]) -> list[tuple[str, ...]]:
         best = num(r.get("best_val_loss"), ".4f")
         if r.get("best_val_step") is not None:
             best += f" (step {r['best_val_step']})"
-        out.append((r["name"] + flag, human(r.get("params")), num(r.get("ctx"), "d"),
+        name = r.get("label") or r["name"] + flag  # what the run varies, as the legends and W&B name it
+        out.append((name, human(r.get("params")), num(r.get("ctx"), "d"),
                     human(r.get("tokens")) if r["kind"] == "measured" else "pretrained",
                     num(r.get("tokens_per_param"), ".3g"), num(r.get("final_val_ppl"), ".2f"),
                     num(r.get("final_val_loss"), ".4f"), best))

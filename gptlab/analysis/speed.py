@@ -102,8 +102,9 @@ def table(r: dict) -> str:
                  f"{r['flops_per_token']:,} FLOPs per training token; max RSS {r['max_rss_gb']:.2f} GB")
     lines.append(f"load average (1, 5, 15 min) at start {', '.join(f'{x:.1f}' for x in r['load_avg']['start'])}, "
                  f"at end {', '.join(f'{x:.1f}' for x in r['load_avg']['end'])} on {os.cpu_count()} CPUs")
-    if r.get("eval_tokens_per_s"):
-        lines.append(f"eval (no grad): {r['eval_tokens_per_s']:,.0f} tokens/s")
+    if e := r.get("eval"):
+        lines.append(f"scoring val tokens: validation path {e['validation_tokens_per_s']:,.0f} tokens/s, gptlab.eval "
+                     f"{e['eval_tokens_per_s']:,.0f} tokens/s ({e['eval_vs_validation']:.2f}x)")
     if g := r.get("generate"):
         lines.append(f"generation, {g['new_tokens']} new tokens: KV cache {g['cached_tokens_per_s']:,.1f} tokens/s, "
                      f"no cache {g['uncached_tokens_per_s']:,.1f} tokens/s, speedup {g['kv_cache_speedup']:.2f}x")

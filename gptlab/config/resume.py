@@ -4,8 +4,8 @@
     python -m gptlab.train resume=runs/2026-11-27/21-00-00 trainer.max_steps=4000 # extend it
     python -m gptlab.train resume=runs/2026-11-27/21-00-00 optim.lr=1               # refused: names saved and given
 
-Any other key given on the command line must equal the saved value; a group choice (sched=constant) must give the
-same settings as the run's. Imports no torch.
+Any other key given on the command line must equal the saved value (a fault drill's keys may change); a group choice
+(sched=constant) must give the same settings as the run's. Imports no torch.
 """
 from __future__ import annotations
 
@@ -30,6 +30,14 @@ def given_keys(overrides: list[str], is_group) -> list[str]:
     return keys
 
 
+def drill(cfg: DictConfig, key: str) -> bool:
+    """Whether `key` lies in a callbacks.* fault drill (gptlab.training.drills): rehearsal gear, not the run's
+    computation, so a resume may move or disarm it (callbacks.nan.step=1000)."""
+    parts = key.split(".")
+    target = OmegaConf.select(cfg, ".".join(parts[:2] + ["_target_"]), default=None) if len(parts) >= 2 else None
+    return parts[0] == "callbacks" and str(target).startswith("gptlab.training.drills.")
+
+
 def _value(cfg: DictConfig, key: str):
     v = OmegaConf.select(cfg, key, default=None)
     return OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
@@ -46,7 +54,7 @@ def resumed_config(composed: DictConfig, saved: DictConfig, keys: list[str]) -> 
         old, new = _value(saved, key), _value(composed, key)
         if old == new:
             continue
-        if key not in SAFE:
+        if key not in SAFE and not drill(saved, key):
             raise ConfigError(f"{key} cannot change on a resume: the run was trained with {old!r}, given {new!r}; "
                               f"a resume may change only {', '.join(SAFE)}")
         OmegaConf.update(out, key, new, force_add=True)

@@ -49,6 +49,8 @@ def evaluate(cfg: DictConfig, prepare_cmd: str | None = None) -> dict:
         data_dir = Path(cfg.paths.data_dir) / cfg.data.name
         tokens = prepared_tokens(data_dir, cfg.split, cfg.max_tokens + 1,
                               prepare_cmd or f"python -m gptlab.prepare data={cfg.data.name}")
+        if cfg.get("run_dir"):  # a run validates whole windows only, also on a split shorter than val_tokens
+            tokens = tokens[:(len(tokens) - 1) // ctx * ctx + 1]
         keep = split_mask(data_dir, cfg.split, len(tokens)) if cfg.get("loss_mask") else None
         if len(tokens) < cfg.max_tokens + 1:
             warnings.warn(f"the {cfg.split} split of {data_dir} holds {len(tokens):,} tokens, fewer than max_tokens "

@@ -274,21 +274,41 @@ def run_lightning(s: Setup, others: Interleave, rounds: Rounds, cfg: DictConfig,
     return module.model, state_bytes(module.model, trainer.optimizers[0]), syncs
 
 
-def eval_tokens_per_s(s: Setup, model, n: int) -> float:
-    """No-grad forward and loss (the validation path) over n val batches of the micro batch."""
+def eval_tokens_per_s(s: Setup, model, n: int, rounds: int = 3) -> dict:
+    """The same val tokens scored two ways, alternating `rounds` times (best of each): the validation path
+    (no-grad forward and loss over prepared batches of the micro batch, as training validates) and
+    gptlab.evaluation.perplexity (what `python -m gptlab.eval` runs), windows built from the raw tokens included."""
     import torch
+
+    from gptlab.data.shards import first_tokens, open_split
+    from gptlab.evaluation.perplexity import perplexity
     loader = s.datamodule().val_dataloader()
-    batches = [(x.to(s.device), y.to(s.device)) for x, y in islice(cycle(loader), n + 1)]
+    batches = [(x.to(s.device), y.to(s.device)) for x, y in islice(cycle(loader), n)]
+    tokens = first_tokens(open_split(s.data_dir, "val"), n * s.batch * s.block + 1)
     model.eval()
-    with torch.no_grad(), s.autocast():
-        model(*batches[0], return_logits=False)  # warm-up
+
+    def validation() -> float:
         s.sync()
         t0 = time.perf_counter()
-        for x, y in batches[1:]:
-            model(x, y, return_logits=False)
+        with torch.no_grad(), s.autocast():
+            for x, y in batches:
+                model(x, y, return_logits=False)
         s.sync()
+        return n * s.batch * s.block / (time.perf_counter() - t0)
+
+    def evaluation() -> float:
+        with s.autocast():
+            return perplexity(model, tokens, s.block, None, s.batch, s.device)["tokens_per_s"]
+
+    validation(), evaluation()  # warm-up
+    runs = {"validation": [], "eval": []}
+    for _ in range(rounds):
+        runs["validation"].append(validation())
+        runs["eval"].append(evaluation())
     model.train()
-    return n * s.batch * s.block / (time.perf_counter() - t0)
+    best = {k: max(v) for k, v in runs.items()}
+    return {"validation_tokens_per_s": best["validation"], "eval_tokens_per_s": best["eval"],
+            "eval_vs_validation": best["eval"] / best["validation"], "rounds": runs}
 
 
 def generation_tokens_per_s(s: Setup, model, new_tokens: int, repeats: int) -> dict:
