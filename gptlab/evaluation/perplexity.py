@@ -65,16 +65,22 @@ def perplexity(model, tokens, ctx: int | None = None, stride: int | None = None,
         raise ValueError(f"need a 1-D sequence of at least 2 tokens (and a mask as long), got {tuple(tokens.shape)}")
     device = device or model.lm_head.weight.device
     wins = windows(len(tokens) - 1, ctx, stride)
-    nll, n, scored, t0 = 0.0, 0, torch.zeros(len(tokens), dtype=torch.bool), time.perf_counter()
+    scored = torch.zeros(len(tokens), dtype=torch.bool)
+    for _, e, k in wins:  # each target once: the last k of its window
+        scored[e - k + 1:e + 1] = True
+    scored &= keep
+    scored[0] = False
+    t0 = time.perf_counter()
     bar = tqdm(total=len(tokens) - 1, unit="tok", unit_scale=True, desc="perplexity", disable=not progress)
-    with torch.no_grad():
-        for x, y in _batches(tokens, keep, wins, batch_size, scored):
-            loss = model(x.to(device), y.to(device), return_logits=False)[1]  # mean over targets != -1
-            count = int((y != -1).sum())
-            nll += loss.double().item() * count  # as the validation metric sums it (TokenNLL)
-            n += count
+    nll = torch.zeros((), dtype=torch.float64, device=device)
+    with torch.inference_mode():  # as Lightning validates: no autograd bookkeeping at all
+        for x, y in _batches(tokens, keep, wins, batch_size, bool(keep.all())):
+            y = y.to(device)
+            loss = model(x.to(device), y, return_logits=False)[1]  # mean over targets != -1
+            nll += loss.double() * (y != -1).sum()  # as the validation metric sums it (TokenNLL); no host sync
             bar.update(y.numel())
     bar.close()
+    nll, n = float(nll), int(scored.sum())
     if n == 0:
         raise ValueError("no target to score: the loss mask keeps none of these tokens")
     nbytes = text_bytes(tokens[scored])
@@ -83,18 +89,18 @@ def perplexity(model, tokens, ctx: int | None = None, stride: int | None = None,
             "tokens_per_s": n / (time.perf_counter() - t0)}
 
 
-def _batches(tokens, keep, wins, batch_size: int, scored):
-    """(inputs [B, w], targets [B, w]) for runs of same-width windows; targets not scored are -1. Marks the
-    scored target positions in `scored`."""
+def _batches(tokens, keep, wins, batch_size: int, keep_all: bool):
+    """(inputs [B, w], targets [B, w]) for runs of same-width windows; targets not scored are -1."""
     i = 0
     while i < len(wins):
         width = wins[i][1] - wins[i][0]  # a batch holds windows of one length: all but maybe the last
         batch = list(takewhile(lambda w, width=width: w[1] - w[0] == width, wins[i:i + batch_size]))
         x = torch.stack([tokens[b:e] for b, e, _ in batch])
         y = torch.stack([tokens[b + 1:e + 1] for b, e, _ in batch])
-        for r, (b, e, k) in enumerate(batch):  # only each window's last k targets are its own
-            y[r, :width - k] = -1
-            y[r] = y[r].masked_fill(~keep[b + 1:e + 1], -1)
-            scored[b + 1:e + 1] |= y[r] != -1
+        for r, (_, _, k) in enumerate(batch):  # only each window's last k targets are its own
+            if k < width:
+                y[r, :width - k] = -1
+        if not keep_all:
+            y = y.masked_fill(~torch.stack([keep[b + 1:e + 1] for b, e, _ in batch]), -1)
         i += len(batch)
         yield x, y

@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import time
 from contextlib import nullcontext
-from itertools import cycle, islice
+from itertools import islice
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -275,24 +275,25 @@ def run_lightning(s: Setup, others: Interleave, rounds: Rounds, cfg: DictConfig,
 
 
 def eval_tokens_per_s(s: Setup, model, n: int, rounds: int = 3) -> dict:
-    """The same val tokens scored two ways, alternating `rounds` times (best of each): the validation path
-    (no-grad forward and loss over prepared batches of the micro batch, as training validates) and
+    """The same val tokens scored two ways, alternating `rounds` times (best of each): the validation path (the val
+    DataLoader's batches of the micro batch through the no-grad forward and loss, as training validates) and
     gptlab.evaluation.perplexity (what `python -m gptlab.eval` runs), windows built from the raw tokens included."""
     import torch
 
     from gptlab.data.shards import first_tokens, open_split
     from gptlab.evaluation.perplexity import perplexity
-    loader = s.datamodule().val_dataloader()
-    batches = [(x.to(s.device), y.to(s.device)) for x, y in islice(cycle(loader), n)]
+    dm = s.datamodule()
+    dm.val_tokens = n * s.batch * s.block  # the same tokens both ways
+    loader = dm.val_dataloader()
     tokens = first_tokens(open_split(s.data_dir, "val"), n * s.batch * s.block + 1)
     model.eval()
 
-    def validation() -> float:
+    def validation() -> float:  # as Lightning's val loop runs it: the DataLoader's batches, inference mode
         s.sync()
         t0 = time.perf_counter()
-        with torch.no_grad(), s.autocast():
-            for x, y in batches:
-                model(x, y, return_logits=False)
+        with torch.inference_mode(), s.autocast():
+            for x, y in islice(loader, n):
+                model(x.to(s.device), y.to(s.device), return_logits=False)
         s.sync()
         return n * s.batch * s.block / (time.perf_counter() - t0)
 
