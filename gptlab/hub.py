@@ -19,6 +19,9 @@ TIMEOUT_S = 3.0  # a reachable hub answers a TCP connect in well under this
 OFFLINE_VARS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
 
 
+ASKED_OFFLINE = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")  # by the user, at start
+
+
 class HubUnreachable(Refused):
     """What was asked for needs the hub, which cannot be reached, and is not cached: refused (exit 2)."""
 
@@ -31,7 +34,7 @@ def _host() -> tuple[str, int]:
 @functools.cache
 def reachable() -> bool:
     """False when told to stay offline (HF_HUB_OFFLINE=1), or when the hub does not accept a connection in 3 s."""
-    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+    if ASKED_OFFLINE:
         return False
     try:
         socket.create_connection(_host(), timeout=TIMEOUT_S).close()
@@ -51,6 +54,5 @@ def offline_unless_reachable() -> bool:
 
 def unreachable_message(what: str, fix: str) -> str:
     host, _ = _host()
-    why = "HF_HUB_OFFLINE=1 is set" if os.environ.get("HF_HUB_OFFLINE") == "1" and reachable.cache_info().misses == 0 \
-        else f"{host} cannot be reached"
+    why = "HF_HUB_OFFLINE=1 is set" if ASKED_OFFLINE else f"{host} cannot be reached"
     return f"{what} is not in the local cache and {why}; {fix}"

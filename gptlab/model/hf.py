@@ -87,9 +87,10 @@ def from_hf(name_or_path: str | Path, device="cpu", dtype: torch.dtype = torch.f
     """gptlab GPT (eval mode) from hf:gpt2 ... hf:gpt2-xl (HF cache) or a local Hugging Face GPT-2 folder."""
     from gptlab.hub import offline_unless_reachable
     ref = resolve(name_or_path)
-    local = Path(ref).is_dir() or offline_unless_reachable()  # offline: the cache only, no retries (before import)
-    from transformers import AutoConfig, GPT2LMHeadModel
     local = Path(ref).is_dir()
+    if not local:
+        offline_unless_reachable()  # unreachable: the cache only, no retries (set before transformers is imported)
+    from transformers import AutoConfig, GPT2LMHeadModel
     try:
         hf_cfg = AutoConfig.from_pretrained(ref)  # checked before the weights are read
     except (OSError, ValueError) as e:

@@ -122,10 +122,10 @@ class StopRun(Exception):
 class LastCheckpoint(Callback):
     """last.ckpt between evaluations: every `every_minutes`, at the last step, and before this invocation stops, when
     it has run `stop_after` steps or caught SIGTERM, SIGUSR1 (what SLURM sends before preemption) or Ctrl-C. Saved at
-    an optimizer-step boundary with metrics.csv flushed first (its rows are written through, so the step's own row
-    follows at once); a step that validates is saved by the 'last' ModelCheckpoint right after its validation. A stop
-    is StopRun raised before the next step starts: Lightning's should_stop would validate once more and close the
-    epoch, and the resumed records would differ from an uninterrupted run's."""
+    an optimizer-step boundary (metrics.csv is written through: it holds every row up to there, and the step's
+    own row follows at once); a step that validates is saved by the 'last' ModelCheckpoint right after its
+    validation. A stop is StopRun raised before the next step starts: Lightning's should_stop would validate once
+    more and close the epoch, and the resumed records would differ from an uninterrupted run's."""
 
     SIGNALS = ("SIGTERM", "SIGUSR1", "SIGINT")
 
@@ -160,24 +160,23 @@ class LastCheckpoint(Callback):
         validates = step % self.eval_interval == 0
         timely = self.every_s and time.monotonic() - self.saved_at >= self.every_s
         if (why or step >= trainer.max_steps or timely) and not validates:
-            for logger in trainer.loggers:
-                logger.save()  # metrics.csv holds every row up to this checkpoint
-            trainer.save_checkpoint(self.path)
+            trainer.save_checkpoint(self.path)  # metrics.csv is written through: it holds every row up to here
             self.saved_at = time.monotonic()
         if why and step < trainer.max_steps:  # raised before the next step: this step's row is logged first
             self.pending = f"{why}: stopped at step {step}; {self.path} holds it (resume= continues)"
 
     def on_validation_end(self, trainer, pl_module):
-        for logger in trainer.loggers:  # runs before the 'last' ModelCheckpoint writes: its rows are on disk first
-            logger.save()
-        self.saved_at = time.monotonic()
+        self.saved_at = time.monotonic()  # the 'last' ModelCheckpoint writes right after
 
     def _stop_now(self, trainer, step: int) -> str | None:
-        why = self.caught or (f"trainer.stop_after={self.stop_after}" if self.stop_after is not None
-                              and step - self.start >= self.stop_after else None)
-        if trainer.world_size > 1:  # every rank stops at the same step (a signal may reach one rank first)
-            why = why or ("another rank" if trainer.strategy.reduce_boolean_decision(bool(why), all=False) else None)
-        return why
+        if self.stop_after is not None and step - self.start >= self.stop_after:
+            return f"trainer.stop_after={self.stop_after}"  # the same step on every rank
+        if trainer.world_size == 1:
+            return self.caught
+        if step % trainer.log_every_n_steps:  # ranks agree on a signal at log steps only, which sync anyway
+            return None
+        anyone = trainer.strategy.reduce_boolean_decision(bool(self.caught), all=False)  # every rank calls it
+        return self.caught or ("another rank" if anyone else None)
 
     def on_train_end(self, trainer, pl_module):
         for sig, handler in self.previous.items():
