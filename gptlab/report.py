@@ -4,6 +4,7 @@
     python -m gptlab.report runs/2026-11-27/21-00-00 runs/2026-11-28/09-30-00 out=reports/30m log_x=true
     python -m gptlab.report runs/multirun/2026-11-27_21-00-00 compare=hf:gpt2  # + GPT-2 scored live on the same tokens
     python -m gptlab.report runs/multirun/2026-11-27_23-43-33 predict=124M,1.5B   # + the L(N) fit's predictions
+    python -m gptlab.report runs/multirun/2026-12-01_00-00-00 baseline=sched=cosine   # verdicts against that arm
     python -m gptlab.report --help
 
 Writes <out>/report.md, val_curves.png and loss_vs_params.png (gptlab/analysis/report.py) and prints the table.
@@ -40,19 +41,22 @@ def check(cfg) -> dict:
     int_at(cfg, "batch_size", 1)
     require(isinstance(cfg.log_x, bool), f"log_x must be true or false, got {cfg.log_x!r}")
     resolve_device(cfg.device)
+    require(cfg.baseline is None or isinstance(cfg.baseline, str),
+            f"baseline must be an arm's overrides as one string (baseline=sched=cosine), got {cfg.baseline!r}")
     return dict(paths=paths, out=cfg.out, log_x=cfg.log_x, compare=as_list(cfg.compare), predict=predict,
+                baseline=cfg.baseline,
                 data_dir=cfg.data_dir, batch_size=cfg.batch_size, device=cfg.device)
 
 
 def work(kw: dict) -> None:
     from gptlab.analysis.report import write_report
     res = write_report(**kw)
-    print(res["table"] + "\n\n" + res["fits"])
+    print(res["table"] + "\n\n" + res["verdicts"] + "\n\n" + res["fits"])
     out = res["out"]
-    print(f"\nwrote {out / 'report.md'}, {out / 'val_curves.png'} and {out / 'loss_vs_params.png'}")
+    print(f"\nwrote {out / 'report.md'}, report.json, val_curves.png and loss_vs_params.png in {out}")
 
 
-ENTRY = cli.Entry("report", check, work, positional=("runs*",), lists=("compare", "predict"))
+ENTRY = cli.Entry("report", check, work, positional=("runs*",), lists=("compare", "predict"), verbatim=("baseline",))
 
 if __name__ == "__main__":
     cli.run(ENTRY)

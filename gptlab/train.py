@@ -24,6 +24,7 @@ from gptlab import cli
 from gptlab.config import ConfigError, RunConfig, resolve_micro_batch, run_config
 from gptlab.devices import resolve_device
 from gptlab.model.spec import architecture
+from gptlab.runfolder import read_summary
 
 
 def hydra_state() -> tuple[dict, str | None, int | None]:
@@ -81,6 +82,8 @@ def check(cfg) -> tuple[RunConfig, object]:
     changes = []
     if cfg.get("resume"):
         cfg, changes = resume_config(cfg)
+    elif cfg.get("branch"):
+        cfg, changes = branch_source(cfg)
     if cfg.get("init") and not cfg.get("resume"):
         cfg.model.update(architecture(cfg.init, keep=("dropout",), into=cfg.model))  # the weights set the shape
     key = "device" if cfg.trainer.get("accelerator") == cfg.get("device") else "trainer.accelerator"
@@ -88,6 +91,8 @@ def check(cfg) -> tuple[RunConfig, object]:
     resolve_micro_batch(cfg, choices.get("model"), accelerator == "cuda")
     run = run_config(cfg, recipe=recipe(cfg, choices), sweep=sweep)
     run.changes, run.name = changes, job_name()
+    if run.sweep and run.name and not run.logger.job_type:  # W&B groups an arm's seeds by their job type
+        run.logger.job_type = arm_name(run.name)
     check_launch(run)
     run_dir, ckpt = resume_paths(run.resume, run.paths.run_dir)
     lock = claim(run_dir, resuming=bool(run.resume))  # a second writer is refused before torch is imported
@@ -119,6 +124,39 @@ def resume_config(cfg):
     return resumed_config(cfg, OmegaConf.load(saved), keys)
 
 
+def arm_name(name: str) -> str:
+    """A job's name without its seed: the arm it belongs to (W&B caps job types at 64 characters)."""
+    return (" ".join(w for w in name.split() if not w.startswith("seed=")) or "all")[:64]
+
+
+def branch_source(cfg):
+    """branch=<kept checkpoint>: its run's own config.yaml as a cooldown branch into this command's new folder.
+    The command line may set cooldown.* and logger.*, and what a resume may change; nothing else."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    from gptlab.config.cooldown import branch_config
+    from gptlab.config.resume import given_keys, resumed_config
+    from gptlab.runfolder import CONFIG
+    from gptlab.training.guards import checkpoint_step
+    ckpt = Path(cfg.branch)
+    saved = ckpt.parent.parent / CONFIG
+    if not ckpt.is_file() or not saved.is_file():
+        raise ConfigError(f"branch={cfg.branch}: {'no such checkpoint' if not ckpt.is_file() else f'no {saved}'}; "
+                          "give a kept checkpoint in its run folder, <run>/checkpoints/step-000400.ckpt "
+                          "(trainer.keep_tokens keeps them)")
+    task = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    given = given_keys(task, lambda k: (cli.CONF / k).is_dir())
+    keys = [k for k in given if k.split(".")[0] not in ("branch", "cooldown", "logger")]
+    source, changes = resumed_config(cfg, OmegaConf.load(saved), keys)
+    if any(k.split(".")[0] == "logger" for k in given):
+        source.logger = cfg.logger
+    step = checkpoint_step(ckpt)
+    out = branch_config(source, str(ckpt), step, OmegaConf.to_container(cfg.cooldown, resolve=True),
+                        cfg.paths.run_dir)
+    return out, changes
+
+
 def point_at_resumed_run(cfg) -> None:
     """With resume=, paths.run_dir becomes the resumed run's folder before anything resolves it, so its checkpoints
     and records keep going there (not into the new folder Hydra made for this command)."""
@@ -143,8 +181,13 @@ def work(checked) -> float | None:
     run, lock = checked
     try:
         if run.resume_step is not None and run.resume_step >= run.trainer.max_steps:
-            return finished(run)
-        return fit(run, launcher_jobs=hydra_state()[2])
+            best = finished(run)
+        else:
+            best = fit(run, launcher_jobs=hydra_state()[2])
+        if run.cooldown.branches and read_summary(run.paths.run_dir).get("steps") == run.trainer.max_steps:
+            from gptlab.training.branches import run_branches
+            run_branches(run, launcher_jobs=hydra_state()[2])
+        return best
     finally:
         if lock is not None:
             lock.release()
@@ -152,7 +195,6 @@ def work(checked) -> float | None:
 
 def finished(run: RunConfig) -> float | None:
     """A resume of a run that reached its max_steps changes nothing, and says how to extend it."""
-    from gptlab.runfolder import read_summary
     print(f"{run.paths.run_dir} finished at step {run.resume_step} (trainer.max_steps={run.trainer.max_steps}); "
           f"nothing to do. Extend it: python -m gptlab.train resume={run.paths.run_dir} "
           f"trainer.max_steps={run.trainer.max_steps * 2}")

@@ -138,7 +138,7 @@ def test_masked_windows_ignore_exactly_the_non_assistant_targets(chat_root):
     dm.check()
     shard = load_manifest(d)["splits"]["val"]["shards"][0]
     toks, mask = np.asarray(open_shard(d / shard["file"]), np.int64), np.asarray(open_mask(d / shard["mask"]["file"]))
-    for i, ((x, y), (x0, y0)) in enumerate(zip(dm.val_dataloader().dataset, plain.val_dataloader().dataset)):
+    for i, ((x, y, _), (x0, y0, _)) in enumerate(zip(dm.val_dataloader().dataset, plain.val_dataloader().dataset)):
         s = i * block
         assert torch.equal(x, x0) and torch.equal(y0, torch.from_numpy(toks[s + 1:s + block + 1]))
         assert torch.equal(y, torch.from_numpy(np.where(mask[s + 1:s + block + 1] == 1, toks[s + 1:s + block + 1], -1)))

@@ -64,17 +64,42 @@ def test_four_job_multirun_summaries_wandb_group_and_report(tiny_data, tmp_path)
         n_layer, n_embd = summary["model"]["n_layer"], summary["model"]["n_embd"]
         assert run.run_group == sweep.name and run.project == "gptlab"
         assert run.display_name == f"n_layer={n_layer} n_embd={n_embd}"  # what the job varies, as the legends say
+        assert run.job_type == run.display_name  # no seed swept: each job is its own arm
+        assert set(summary["plateau_extrapolated"]) == {"L_inf", "L_inf_err", "alpha", "alpha_err", "evals"}
     assert shapes == {(1, 32), (1, 48), (2, 32), (2, 48)}
     res = write_report([sweep], predict=["124M"])
     md = (sweep / "report" / "report.md").read_text()
     assert all(f"| {j.name} | 6 | " in md for j in jobs)  # every run's plateau fitted on its 6 evals
     assert "Refused: 4 distinct points" in md  # 4 sizes: the size law needs 5
     assert all(not isinstance(r["plateau"], str) and r["plateau"].c < r["final_val_loss"] for r in res["runs"])
+    for r in res["runs"]:  # the summary's plateau is the report's, fitted alike
+        assert json.loads(Path(r["dir"], "summary.json").read_text())["plateau_extrapolated"]["L_inf"] == \
+            pytest.approx(r["plateau"].c)
     labels = sorted(r["label"] for r in res["runs"])  # only the swept keys label the curves
     assert labels[0] == "0: n_layer=1 n_embd=32"
     for png in ("val_curves.png", "loss_vs_params.png"):
         assert (sweep / "report" / png).stat().st_size > 10_000
     assert "Launching 4 jobs locally" in p.stdout + p.stderr
+
+
+@pytest.mark.slow
+def test_study_seeds_make_arms_with_one_wandb_job_type(tiny_data, tmp_path):
+    """study.seeds=2 on a study: 2 arms x 2 seeds; each arm's runs share a W&B job type (W&B draws their mean and
+    band), and the report tests the arms per seed."""
+    run_train(["-m", "experiment=dropout", "study.seeds=2", "data=text", "data.name=tiny", "trainer.max_steps=10",
+               "logger=wandb", "logger.mode=offline"], tiny_data, tmp_path, timeout=300)
+    sweep, jobs = sweep_dirs(tmp_path)
+    seen = []
+    for j in jobs:
+        cfg = yaml.safe_load((j / "config.yaml").read_text())
+        run = wandb_run_record(j)
+        seen.append((cfg["model"]["dropout"], cfg["seed"], run.job_type))
+        assert run.display_name == f"{run.job_type} seed={cfg['seed']}"
+    assert seen == [(0.0, 1, "dropout=0.0"), (0.0, 2, "dropout=0.0"), (0.1, 1, "dropout=0.1"), (0.1, 2, "dropout=0.1")]
+    res = write_report([sweep])
+    (t,) = res["arms"]["comparisons"]
+    assert (t["arm"], t["baseline"], t["difference"].test, t["difference"].n_a) == ("dropout=0.1", "dropout=0.0",
+                                                                                    "paired t", 2)
 
 
 @pytest.mark.slow
@@ -128,12 +153,12 @@ STUDIES = sorted(f.stem for f in (ROOT / "conf" / "experiment").glob("*.yaml")
 @pytest.mark.parametrize("study", STUDIES)
 def test_named_studies_compose_and_sweep_real_keys(study):
     """Each study's swept keys exist in the composed config, and every job it would launch validates."""
-    assert {"depth_width", "decay", "dropout", "accumulation", "study_30m_vs_gpt2"} <= set(STUDIES)
+    assert {"depth_width", "decay", "dropout", "accumulation", "cooldown", "study_30m_vs_gpt2"} <= set(STUDIES)
     assert (ROOT / "experiments" / study / "README.md").is_file()
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
         params = compose("train", [f"experiment={study}"], return_hydra_config=True).hydra.sweeper.params
     jobs = [[]]
-    for key, values in OmegaConf.to_container(params).items():
+    for key, values in OmegaConf.to_container(params, resolve=True).items():  # ${seeds:3} -> 1,2,3
         jobs = [j + [f"{key}={v.strip()}"] for j in jobs for v in str(values).split(",")]
     assert len(jobs) >= 2
     for job in jobs:

@@ -59,6 +59,31 @@ def val_curves_png(runs: list[dict], log_x: bool = False) -> bytes:
     return _png(fig, ax)
 
 
+def arm_curves_png(result: dict, log_x: bool = False) -> bytes:
+    """Val loss against tokens, one line per arm: the mean over its seeds (at its chosen rate) with the 95%
+    t-interval of the mean shaded, at the evals every seed logged."""
+    from gptlab.analysis.stats import summarize
+    fig, ax = _figure()
+    for a in result["arms"]:
+        sel = a.get("selection")
+        runs = a["by_lr"][sel["chosen"]] if sel else a["runs"]
+        common = sorted(set.intersection(*(set(t for t, _ in r["curve"]) for r in runs)))
+        common = [t for t in common if t > 0 or not log_x]
+        if not common:
+            continue
+        stats = [summarize([dict(r["curve"])[t] for r in runs]) for t in common]
+        mean = [s.mean for s in stats]
+        (line,) = ax.plot(common, mean, marker="o", ms=3, label=_short(f"{a['label']} (n = {len(runs)})"))
+        if len(runs) > 1:
+            ax.fill_between(common, [s.low for s in stats], [s.high for s in stats], color=line.get_color(),
+                            alpha=0.2, lw=0)
+    if log_x:
+        ax.set_xscale("log")
+    ax.set(xlabel="tokens trained", ylabel="validation loss",
+           title="validation loss: mean over seeds, 95% interval shaded")
+    return _png(fig, ax)
+
+
 def loss_vs_params_png(runs: list[dict], scaling: dict) -> bytes:
     """Final val loss against parameters (log x): the runs in the size fit filled, others hollow, the fitted
     L(N) curve and each prediction with its 95% interval."""
@@ -84,4 +109,29 @@ def loss_vs_params_png(runs: list[dict], scaling: dict) -> bytes:
     ax.set_xscale("log")
     ax.set(xlabel="parameters (tied embedding counted once, position embeddings not)", ylabel="final validation loss",
            title="final validation loss against model size")
+    return _png(fig, ax)
+
+
+def cooldowns_png(fits: dict) -> bytes:
+    """Each constant-rate run's val curve (solid), its branches' cooldowns (thin), the budgets' final losses
+    (squares) and the L(D) fit through them (dashed), tokens on a log axis."""
+    fig, ax = _figure()
+    for i, s in enumerate(fits["sources"]):
+        colour, run = f"C{i % 10}", s["run"]
+        pts = [(t, v) for t, v in run["curve"] if t > 0]
+        if pts:
+            ax.plot(*zip(*pts), color=colour, lw=1.5, label=_short(f"{run['label']}: constant rate"))
+        for b in s["branches"]:
+            seg = [(t, v) for t, v in b["curve"] if t >= b["from_tokens"] > 0]
+            if seg:
+                ax.plot(*zip(*seg), color=colour, lw=0.8, alpha=0.7)
+        ax.plot([b["tokens"] for b in s["branches"]], [b["final_val_loss"] for b in s["branches"]], "s", ms=5,
+                color=colour, label="  cooldown endpoints")
+        fit = s["fit"]
+        if not isinstance(fit, str):
+            t = np.geomspace(fit.x_min, fit.x_max * 2, 100)
+            ax.plot(t, fit(t), "--", lw=1, color=colour, label=f"  L(D): E {fit.c:.3f} ± {fit.c_err:.3f}")
+    ax.set_xscale("log")
+    ax.set(xlabel="tokens trained", ylabel="validation loss",
+           title="cooldown branches from constant-rate checkpoints (Hägele et al. 2024)")
     return _png(fig, ax)

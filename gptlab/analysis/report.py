@@ -12,14 +12,17 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from gptlab.analysis.arms import compare_arms
 from gptlab.analysis.compare import compare_live
+from gptlab.analysis.cooldowns import cooldown_fits, cooldown_section, cooldowns_json, parse_target, surface_predictions
 from gptlab.analysis.fits import FitError, fit_power_law
-from gptlab.analysis.plots import loss_vs_params_png, val_curves_png
+from gptlab.analysis.plots import arm_curves_png, cooldowns_png, loss_vs_params_png, val_curves_png
 from gptlab.analysis.published import PUBLISHED, published_section
-from gptlab.analysis.runs import ReportError, collect_runs, data_key, label_runs, reference_data
+from gptlab.analysis.runs import collect_runs, data_key, label_runs, reference_data
 from gptlab.analysis.tables import markdown_table, num
-from gptlab.fs import atomic_write_bytes
-from gptlab.units import human, parse_count
+from gptlab.analysis.verdicts import arms_json, arms_section
+from gptlab.fs import atomic_write_bytes, atomic_write_json
+from gptlab.units import human
 
 HEADER = ("run", "parameters", "context", "tokens trained", "tokens/param", "val ppl (final)", "final val loss",
           "best val loss")
@@ -51,13 +54,10 @@ def plateau_fit(run: dict):
         return f"refused: {e}"
 
 
-def model_size(spec: str) -> float:
-    """A size to predict: a GPT-2 name (gpt2 ... gpt2-xl, counted as the runs are) or a count like 124M."""
-    named = {m: p for m, p, *_ in PUBLISHED["openwebtext"]["rows"]}
-    try:
-        return float(named[spec]) if spec in named else parse_count(spec)
-    except ValueError as e:
-        raise ReportError(f"predict={spec}: {e}, or one of {', '.join(named)}") from None
+def model_size(spec: str) -> tuple[float, float | None]:
+    """A size to predict, optionally at a token budget: a GPT-2 name (gpt2 ... gpt2-xl, counted as the runs are) or
+    a count like 124M, then @2.6B for L(N, D)."""
+    return parse_target(spec, {m: p for m, p, *_ in PUBLISHED["openwebtext"]["rows"]})
 
 
 def scaling_fit(runs: list[dict], predict=()) -> dict:
@@ -72,11 +72,15 @@ def scaling_fit(runs: list[dict], predict=()) -> dict:
     try:
         fit = fit_power_law([r["params"] for r in group], [r["final_val_loss"] for r in group])
     except FitError as e:
-        out["fit"] = f"refused: {e}"
-        return out
+        fit = f"refused: {e}"
     out["fit"] = fit
     for spec in predict:
-        n = model_size(spec)
+        n, d = model_size(spec)
+        if isinstance(fit, str) or d is not None:
+            why = fit if isinstance(fit, str) else (f"L(N) is fitted at one budget ({human(key[1])} tokens); a "
+                                                     "prediction at another needs cooldown runs (L(N, D))")
+            out["predictions"].append({"name": spec, "params": n, "refused": why})
+            continue
         loss, low, high = fit.predict(n)
         out["predictions"].append({"name": spec, "params": n, "loss": loss, "low": low, "high": high,
                                    "factor": n / fit.x_max})
@@ -99,10 +103,11 @@ def fits_section(runs: list[dict], scaling: dict) -> str:
         else:
             rows.append((r["name"], fit.n, _pm(fit.c, fit.c_err), _pm(fit.b, fit.b_err), _pm(fit.a, fit.a_err, ".3g"),
                          f"{fit.rmse:.4f}", num(r.get("final_val_loss"), ".4f")))
-    parts = ["## Fits", "", "### Plateaus: L(t) = L_inf + A·t^(−alpha), t = tokens trained", "",
-             "Fitted to each run's evals after step 0; ± one standard error (least squares, residual-scaled). "
-             "L_inf is where the curve heads if it kept improving as it did: an extrapolation, and a decaying "
-             "learning rate bends real curves down at the end, so read it with its error.", "",
+    parts = ["## Fits", "", "### Plateaus extrapolated from one curve: L(t) = L_inf + A·t^(−alpha), t = tokens", "",
+             "An extrapolation, not a measurement: fitted to each run's evals after step 0; ± one standard error "
+             "(least squares, residual-scaled). L_inf is where the curve heads if it kept improving as it did; a "
+             "decaying learning rate bends real curves down at the end, and one curve cannot separate a plateau "
+             "from a slow descent. The cooldown section measures plateaus instead, where a run has branches.", "",
              markdown_table(("run", "evals fitted", "L_inf", "alpha", "A", "rmse", "final val loss"), rows), "",
              "### Scaling: L(N) = L_inf + B·N^(−beta), N = parameters", ""]
     fit, group = scaling["fit"], scaling["runs"]
@@ -111,8 +116,10 @@ def fits_section(runs: list[dict], scaling: dict) -> str:
         parts += [f"Over the final val losses of {len(group)} runs ({', '.join(r['name'] for r in group)}) scored on "
                   f"`{data[0]}` val_tokens {data[1]} after {human(tokens)} training tokens each; runs trained on other "
                   "tokens or scored elsewhere are left out.", ""]
+    refused = [f"- predict={p['name']}: not predicted: {p['refused']}" for p in scaling["predictions"]
+               if "refused" in p]
     if isinstance(fit, str):
-        return "\n".join(parts + [fit[0].upper() + fit[1:] + ("" if fit.endswith((".", "?")) else ".")])
+        return "\n".join(parts + [fit[0].upper() + fit[1:] + ("" if fit.endswith((".", "?")) else "."), ""] + refused)
     parts += [markdown_table(("L_inf", "beta", "B", "rmse", "runs"),
                              [(_pm(fit.c, fit.c_err), _pm(fit.b, fit.b_err), _pm(fit.a, fit.a_err, ".3g"),
                                f"{fit.rmse:.4f}", fit.n)])]
@@ -123,8 +130,8 @@ def fits_section(runs: list[dict], scaling: dict) -> str:
                   markdown_table(("size", "parameters", "predicted val loss", "95% interval", "beyond largest fitted"),
                                  [(p["name"], human(p["params"]), f"{p['loss']:.3f}",
                                    f"[{p['low']:.3f}, {p['high']:.3f}]", f"{p['factor']:.3g}x")
-                                  for p in scaling["predictions"]])]
-    return "\n".join(parts)
+                                  for p in scaling["predictions"] if "refused" not in p])]
+    return "\n".join(parts + ([""] + refused if refused else []))
 
 
 def runs_section(runs: list[dict]) -> str:
@@ -161,7 +168,7 @@ def render_report(runs: list[dict], fits: str | None = None, plot_name: str = "v
 
 
 def write_report(paths, out=None, log_x: bool = False, compare: list[str] | None = None, predict=(),
-                 **compare_kw) -> dict:
+                 baseline: str | None = None, **compare_kw) -> dict:
     """Collect runs, fit them, score the compare= models; write report.md, val_curves.png and loss_vs_params.png
     atomically. Returns what was written."""
     for spec in predict:
@@ -171,13 +178,37 @@ def write_report(paths, out=None, log_x: bool = False, compare: list[str] | None
         r["plateau"] = plateau_fit(r)
     for spec in compare or []:  # before writing: a failing comparison leaves no half report
         runs += compare_live(spec, runs, **compare_kw)
-    scaling = scaling_fit(runs, predict)
+    arms = compare_arms(runs, baseline)  # before anything is written: an ambiguous study fails whole
+    cool = cooldown_fits(runs)
+    scaling = scaling_fit(runs, [] if cool["sources"] else predict)
+    targets = [(spec, *model_size(spec)) for spec in predict] if cool["sources"] else []
+    cool["predictions"] = surface_predictions(cool, targets)
     out = Path(out) if out else (Path(paths[0]) / "report" if len(paths) == 1 else Path("report"))
     if compare:
         label_runs(runs)  # the live rows change which overrides are shared
-    atomic_write_bytes(out / "val_curves.png", val_curves_png(runs, log_x))
+    replicated = any(a["summary"].n > 1 for a in arms["arms"])
+    curves = arm_curves_png(arms, log_x) if replicated else val_curves_png(runs, log_x)  # seeds: mean and band
+    atomic_write_bytes(out / "val_curves.png", curves)
     atomic_write_bytes(out / "loss_vs_params.png", loss_vs_params_png(runs, scaling))
     fits = fits_section(runs, scaling)
-    atomic_write_bytes(out / "report.md", render_report(runs, fits).encode())
-    return {"out": out, "runs": runs, "scaling": scaling, "table": markdown_table(HEADER, table_rows(runs)),
-            "fits": fits}
+    if cool["sources"]:
+        atomic_write_bytes(out / "cooldowns.png", cooldowns_png(cool))
+        fits = cooldown_section(cool, cool["predictions"]) + "\n\n" + fits
+    verdicts = arms_section(arms)
+    atomic_write_bytes(out / "report.md", render_report(runs, verdicts + "\n\n" + fits).encode())
+    atomic_write_json(out / "report.json", report_json(runs, arms, scaling) | {
+        "cooldowns": cooldowns_json(cool, cool["predictions"])})
+    return {"out": out, "runs": runs, "scaling": scaling, "arms": arms, "verdicts": verdicts, "cooldowns": cool,
+            "table": markdown_table(HEADER, table_rows(runs)), "fits": fits}
+
+
+def report_json(runs: list[dict], arms: dict, scaling: dict) -> dict:
+    """report.json: the arms and verdicts, each run's final numbers and plateau fit, the size fit's predictions."""
+    def fit(f):
+        return f if isinstance(f, str) or f is None else {"c": f.c, "c_err": f.c_err, "a": f.a, "b": f.b,
+                                                          "b_err": f.b_err, "n": f.n, "rmse": f.rmse}
+    return {**arms_json(arms),
+            "runs": [{k: r.get(k) for k in ("name", "dir", "kind", "seed", "lr", "params", "tokens", "final_val_loss",
+                                            "final_val_loss_a", "final_val_loss_b", "best_val_loss")}
+                     | {"plateau_extrapolated": fit(r.get("plateau"))} for r in runs],
+            "size_fit": fit(scaling["fit"]), "predictions": scaling["predictions"]}

@@ -79,21 +79,26 @@ def load_run(run_dir, name: str | None = None) -> dict:
            "data_name": data.get("name"), "val_tokens": data.get("val_tokens"), "loss_mask": data.get("loss_mask"),
            "data_dir": (cfg.get("paths") or {}).get("data_dir"),
            "ctx": data.get("block_size") or model.get("block_size"),
-           "from_summary": bool(summary)}
+           "from_summary": bool(summary), "seed": cfg.get("seed"), "lr": (cfg.get("optim") or {}).get("lr"),
+           "baseline": (cfg.get("study") or {}).get("baseline"), "sched": (cfg.get("sched") or {}).get("name"),
+           "branch": cfg.get("branch"), "config": cfg}
     if summary:
         run.update({k: summary.get(k) for k in ("params", "tokens", "tokens_per_param", "final_val_loss",
-                                                "final_val_ppl", "best_val_loss", "best_val_step")})
+                                                "final_val_ppl", "best_val_loss", "best_val_step",
+                                                "final_val_loss_a", "final_val_loss_b")})
         return run
     # no summary.json yet (running or killed): the same numbers, from the logged rows
     params = _count_params(model) if model else None
     tokens = max((r["tokens"] for r in rows if "tokens" in r), default=None)
     best = min(curve, key=lambda c: c[1]) if curve else None
+    last = next((r for r in reversed(rows) if "val/loss" in r), {})
     best_step = next((int(r["step"]) for r in rows if best and r.get("val/loss") == best[1] and "step" in r), None)
     run.update({"params": params, "tokens": tokens,
                 "tokens_per_param": tokens / params if tokens is not None and params else None,
                 "final_val_loss": curve[-1][1] if curve else None,
                 "final_val_ppl": math.exp(curve[-1][1]) if curve else None,
-                "best_val_loss": best[1] if best else None, "best_val_step": best_step})
+                "best_val_loss": best[1] if best else None, "best_val_step": best_step,
+                "final_val_loss_a": last.get("val/loss_a"), "final_val_loss_b": last.get("val/loss_b")})
     return run
 
 

@@ -15,7 +15,10 @@ from gptlab.config.schema import (
            SampleConfig,
            SchedConfig,
 )
+from gptlab.config.study import register
 from gptlab.config.validate import run_config, validate, validate_model
+
+register()  # ${seeds:n} in a study's sweep (gptlab/config/study.py)
 
 __all__ = ["MICRO_BATCH", "PRECISIONS", "SCHEDULES", "ConfigError", "GPTConfig", "LoggerConfig", "OptimConfig",
            "RunConfig", "SampleConfig", "SchedConfig", "accumulation", "block_size", "resolve_micro_batch",

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 SCHEDULES = ("cosine", "linear", "constant", "wsd")
+DECAY_SHAPES = ("linear", "1-sqrt")
 GELUS = ("tanh", "none")
 PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true", "64-true")
 
@@ -45,6 +46,7 @@ class SchedConfig:
     warmup_steps: int = 100  # linear warmup from 0 to optim.lr
     min_lr_ratio: float = 0.1  # final lr = min_lr_ratio * optim.lr
     decay_fraction: float = 0.2  # wsd only: the last fraction of steps decays
+    decay_shape: str = "linear"  # wsd only: linear | 1-sqrt (Hägele et al. 2024's cooldown shape)
 
 
 @dataclass
@@ -78,6 +80,7 @@ class TrainerConfig:
     compile: Any = "auto"  # torch.compile: true, false, auto = on a CUDA GPU
     peak_flops: float | None = None  # device peak FLOP/s for MFU; None = looked up
     threads: int | None = None  # CPU threads for torch; None = all cores this process may use
+    keep_tokens: list = field(default_factory=list)  # budgets whose checkpoint is kept (the eval step nearest each)
 
 
 @dataclass
@@ -108,6 +111,20 @@ class SampleConfig:
 
 
 @dataclass
+class StudyConfig:
+    seeds: int = 1  # replicates per arm under -m: seeds 1..n (a study's hydra.sweeper.params.seed)
+    baseline: str | None = None  # the arm the report compares the others with ("sched=cosine"); None = the first
+
+
+@dataclass
+class CooldownConfig:
+    fraction: float = 0.2  # share of a branch's steps that decay the rate (Hägele et al. 2024: about 20%)
+    shape: str = "1-sqrt"  # 1-sqrt | linear: how the rate falls from optim.lr
+    min_lr_ratio: float = 0.0  # the rate a cooldown ends at, a fraction of optim.lr
+    branches: bool = False  # when the run ends, branch from every kept checkpoint into <run>/cooldowns/
+
+
+@dataclass
 class PathsConfig:
     data_dir: str = "data"  # prepared datasets: <data_dir>/<data.name>/
     log_dir: str = "runs"  # run folders are created under here
@@ -124,6 +141,7 @@ class Derived:
     micro_batch: int = 8  # sequences per device per forward pass
     accumulation: int = 1  # micro batches per optimizer step
     tokens_per_step: int = 8192  # accumulation x micro batch x block x world size
+    keep_steps: list = field(default_factory=list)  # trainer.keep_tokens as eval steps: checkpoints kept
 
 
 @dataclass
@@ -141,6 +159,9 @@ class RunConfig:
     resume: str | None = None  # a run folder or .ckpt to continue
     resume_step: int | None = None  # the optimizer step its checkpoint holds (read by the train entry's checks)
     init: str | None = None  # weights to start from (fine-tuning)
+    branch: str | None = None  # a kept checkpoint a cooldown branch continues from, into its own run folder
+    study: StudyConfig = field(default_factory=StudyConfig)
+    cooldown: CooldownConfig = field(default_factory=CooldownConfig)
     callbacks: dict = field(default_factory=dict)  # callbacks.* specs with _target_ (gptlab/training/targets.py)
     sweep: str | None = None  # under -m: the sweep folder's name (every job's W&B group)
     name: str | None = None  # under -m: what this job varies, 'n_layer=4 n_embd=128' (its W&B name)

@@ -16,10 +16,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from gptlab.config.batch import accumulation, block_size, devices_per_node, world_size
 from gptlab.config.checks import finite, int_at, is_int, is_number, require, to_object, typed
+from gptlab.config.cooldown import check_source
 from gptlab.config.schema import (
+    DECAY_SHAPES,
     GELUS,
     PRECISIONS,
     SCHEDULES,
+    CooldownConfig,
     DataConfig,
     Derived,
     GPTConfig,
@@ -29,6 +32,7 @@ from gptlab.config.schema import (
     RunConfig,
     SampleConfig,
     SchedConfig,
+    StudyConfig,
     TrainerConfig,
 )
 from gptlab.devices import ACCELERATORS, resolve_device
@@ -56,6 +60,7 @@ def validate_optim(optim, sched) -> None:
     require(sched.warmup_steps >= 0, f"sched.warmup_steps must be >= 0, got {sched.warmup_steps}")
     require(0 <= sched.min_lr_ratio <= 1, f"sched.min_lr_ratio must be in [0, 1], got {sched.min_lr_ratio}")
     require(0 < sched.decay_fraction <= 1, f"sched.decay_fraction must be in (0, 1], got {sched.decay_fraction}")
+    require(sched.decay_shape in DECAY_SHAPES, f"sched.decay_shape={sched.decay_shape!r} is not one of {DECAY_SHAPES}")
 
 
 def validate(cfg: DictConfig) -> DictConfig:
@@ -103,7 +108,14 @@ def run_config(cfg: DictConfig, recipe: str = "", sweep: str | None = None) -> R
     block = block_size(cfg)
     derived = Derived(device=resolve_device(cfg.trainer.accelerator, "trainer.accelerator"), block_size=block,
                       devices=devices_per_node(cfg), world_size=world, micro_batch=micro, accumulation=accum,
-                      tokens_per_step=accum * micro * block * world)
+                      tokens_per_step=accum * micro * block * world,
+                      keep_steps=keep_steps(cfg, accum * micro * block * world))
+    if (cfg.get("cooldown") or {}).get("branches"):  # refused now, not after the run when its branches start
+        for step in derived.keep_steps:
+            check_source(cfg, step, "trainer.keep_tokens")
+    require(not ((cfg.get("cooldown") or {}).get("branches") and world > 1),
+            "cooldown.branches=true runs its branches in this process, on one device; on several, branch each kept "
+            "checkpoint with its own command: python -m gptlab.train branch=<run>/checkpoints/step-000400.ckpt")
     plain = {k: v for k, v in cfg.items() if k not in ("required", "hydra")}
     return RunConfig(
         model=to_object(cfg.model, GPTConfig, "model"), optim=to_object(cfg.optim, OptimConfig, "optim"),
@@ -113,6 +125,8 @@ def run_config(cfg: DictConfig, recipe: str = "", sweep: str | None = None) -> R
         sample=to_object(cfg.get("sample") or {}, SampleConfig, "sample"),
         paths=to_object(cfg.paths, PathsConfig, "paths"), derived=derived, seed=cfg.seed,
         resume=cfg.get("resume"), init=cfg.get("init"), callbacks=OmegaConf.to_container(cfg.get("callbacks") or {}),
+        branch=cfg.get("branch"), study=to_object(cfg.get("study") or {}, StudyConfig, "study"),
+        cooldown=to_object(cfg.get("cooldown") or {}, CooldownConfig, "cooldown"),
         sweep=sweep, recipe=recipe, resolved=OmegaConf.to_container(OmegaConf.create(plain)))
 
 
@@ -147,9 +161,52 @@ def validate_run(cfg: DictConfig, block: int) -> None:
                 f"logger.mode={logger.get('mode')!r} is not one of auto, online, offline")
         t = logger.get("init_timeout", 30)
         require(is_number(t) and t > 0, f"logger.init_timeout must be a number of seconds > 0, got {t!r}")
-    for key in ("resume", "init"):
+    validate_study(cfg)
+    for key in ("resume", "init", "branch"):
         v = cfg.get(key)
         require(v is None or (isinstance(v, str) and v.strip() != ""),
                 f"{key} must be a path (run folder or .ckpt){' or hf:<name>' if key == 'init' else ''}, got {v!r}")
+
+
+def validate_study(cfg: DictConfig) -> None:
+    """study.* (replicates, the baseline arm), cooldown.* and trainer.keep_tokens: types and ranges."""
+    study = typed(cfg.get("study") or {}, StudyConfig, "study")
+    require(is_int(study.seeds) and study.seeds >= 1, f"study.seeds must be a count >= 1, got {study.seeds!r}")
+    cool = typed(cfg.get("cooldown") or {}, CooldownConfig, "cooldown")
+    require(0 < cool.fraction < 1,
+            f"cooldown.fraction must be in (0, 1) (0.2 decays the last 20%), got {cool.fraction}")
+    require(cool.shape in DECAY_SHAPES, f"cooldown.shape={cool.shape!r} is not one of {DECAY_SHAPES}")
+    require(0 <= cool.min_lr_ratio <= 1, f"cooldown.min_lr_ratio must be in [0, 1], got {cool.min_lr_ratio}")
+    keep = cfg.trainer.get("keep_tokens") or []
+    require(OmegaConf.is_list(keep) or isinstance(keep, list),
+            f"trainer.keep_tokens must be a list of token budgets ([25K, 50K]), got {keep!r}")
+    for budget in keep:
+        require(count(budget) is not None, f"trainer.keep_tokens: {budget!r} is not a token count (51200 or 50K)")
+    require(not cool.branches or keep, "cooldown.branches=true needs trainer.keep_tokens: the budgets to branch from")
+
+
+def count(value) -> int | None:
+    """A token count given as 51200 or '50K'; None when it is not one."""
+    from gptlab.units import parse_count
+    if is_int(value):
+        return value if value >= 1 else None
+    try:
+        n = parse_count(str(value))
+    except ValueError:
+        return None
+    return int(n) if n >= 1 else None
+
+
+def keep_steps(cfg: DictConfig, tokens_per_step: int) -> list[int]:
+    """trainer.keep_tokens as optimizer steps: each budget's nearest eval step (the kept checkpoint is written right
+    after its validation, so a branch starts from a scored point); refused when that falls outside the run."""
+    every, last = cfg.trainer.eval_interval, cfg.trainer.max_steps
+    steps = []
+    for budget in cfg.trainer.get("keep_tokens") or []:
+        step = max(1, round(count(budget) / tokens_per_step / every)) * every
+        require(step <= last, f"trainer.keep_tokens: {budget} is step {step}, past trainer.max_steps={last} "
+                f"({last * tokens_per_step:,} tokens); keep budgets the run reaches")
+        steps.append(step)
+    return sorted(set(steps))
 
 

@@ -77,14 +77,16 @@ class ValWindows(Dataset):
         if n == 0:
             raise ValueError(f"val split has {len(self.tokens)} tokens, fewer than one window of {block_size + 1}")
         self.index = list(range(rank, n, world))
+        self.half = (n + 1) // 2  # windows [0, half) are val half a, the rest half b (empty with one window)
 
     def __len__(self):
         return len(self.index)
 
     def __getitem__(self, i):
+        """(inputs, targets with -1 where masked, whether the window lies in the second half of the val tokens)."""
         s = self.index[i] * self.block
         w = self.tokens[s:s + self.block + 1]
-        return w[:-1], w[1:].masked_fill(~self.keep[s + 1:s + self.block + 1], -1)
+        return w[:-1], w[1:].masked_fill(~self.keep[s + 1:s + self.block + 1], -1), self.index[i] >= self.half
 
 
 class TokenDataModule(L.LightningDataModule):

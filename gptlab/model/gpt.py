@@ -15,7 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from gptlab.config import GPTConfig
-from gptlab.model.loss import chunk_rows, chunked_cross_entropy
+from gptlab.model.loss import chunk_rows, chunked_cross_entropy, loss_and_row_nll
 from gptlab.model.sampling import sample_next
 
 __all__ = ["GPT", "GPTConfig", "KVCache"]
@@ -136,6 +136,17 @@ class GPT(nn.Module):
         if targets is not None:
             loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-1)
         return (logits if return_logits else None), loss
+
+    def window_nll(self, idx, targets) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean cross-entropy as forward gives it, summed NLL of each window [B]) in one pass, no gradients."""
+        h = self.hidden(idx)
+        if chunk_rows(idx.device):
+            loss, rows = loss_and_row_nll(h.flatten(0, 1), self.lm_head.weight, targets.flatten())
+        else:
+            rows = F.cross_entropy(self.lm_head(h).flatten(0, 1).float(), targets.flatten(), ignore_index=-1,
+                                   reduction="none")
+            loss = rows.sum() / (targets != -1).sum().clamp(min=1)
+        return loss, rows.view(targets.shape).sum(dim=1)
 
     def num_params(self, non_embedding: bool = True) -> int:
         """Parameters, the tied wte/lm_head matrix once; non_embedding drops position embeddings (nanoGPT)."""

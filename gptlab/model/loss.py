@@ -20,10 +20,10 @@ def chunk_rows(device: torch.device) -> int | None:
     return CHUNK.get(device.type, CHUNK["cpu"])
 
 
-def _nll_and_grads(h, w, targets, chunk: int, need_grad: bool):
+def _nll_and_grads(h, w, targets, chunk: int, need_grad: bool, row_nll: torch.Tensor | None = None):
     """(mean NLL, d/dh, d/dw) of (h @ w.T) against targets, a chunk of rows at a time; no gradients unless need_grad.
     Under autocast the three matmuls run in its dtype (bf16), as they would in the plain path; softmax and the sums
-    stay fp32."""
+    stay fp32. row_nll, when given, receives each row's NLL (0 for ignored targets)."""
     valid = targets != -1
     n_valid = valid.sum().clamp(min=1)
     kind = h.device.type
@@ -45,7 +45,10 @@ def _nll_and_grads(h, w, targets, chunk: int, need_grad: bool):
             e = logits.sub_(peak).exp_()  # one pass of exp serves both the loss and its gradient
             total_exp = e.sum(dim=-1)
             nll = total_exp.log() + peak.squeeze(1) - target_logit
-            total += torch.where(vs, nll, 0.0).sum()
+            kept = torch.where(vs, nll, 0.0)
+            total += kept.sum()
+            if row_nll is not None:
+                row_nll[s:s + chunk] = kept
             if need_grad:  # d(sum nll)/d logits = softmax - onehot, rows of ignored targets zero
                 g = e.mul_((vs.float() / n_valid / total_exp)[:, None])
                 g[r, ts] -= vs.float() / n_valid
@@ -82,3 +85,12 @@ def chunked_cross_entropy(h: torch.Tensor, w: torch.Tensor, targets: torch.Tenso
         with torch.no_grad():
             return _nll_and_grads(h, w, targets, chunk, need_grad=False)[0]
     return _ChunkedLinearCE.apply(h, w, targets, chunk)
+
+
+def loss_and_row_nll(h: torch.Tensor, w: torch.Tensor, targets: torch.Tensor, chunk: int | None = None):
+    """(mean NLL, each row's NLL with 0 for ignored targets), without gradients: the mean is the very number
+    chunked_cross_entropy gives, and the rows let a caller score parts of a batch (the val halves) in the same pass."""
+    chunk = chunk or chunk_rows(h.device) or h.size(0)
+    rows = torch.empty(h.size(0), dtype=torch.float32, device=h.device)
+    with torch.no_grad():
+        return _nll_and_grads(h, w, targets, chunk, need_grad=False, row_nll=rows)[0], rows

@@ -7,6 +7,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from pathlib import Path
 
 import torch
 from lightning.pytorch import Callback
@@ -185,3 +186,20 @@ class LastCheckpoint(Callback):
 
     def on_exception(self, trainer, pl_module, exception):
         self.on_train_end(trainer, pl_module)
+
+
+class KeptCheckpoints(Callback):
+    """checkpoints/step-000400.ckpt at each of `steps` (eval steps: written right after that validation), kept for
+    cooldown branches (python -m gptlab.train branch=<run>/checkpoints/step-000400.ckpt)."""
+
+    def __init__(self, dirpath, steps):
+        self.dirpath, self.steps = Path(dirpath), set(steps)
+
+    def on_validation_end(self, trainer, pl_module):
+        step = trainer.global_step
+        if trainer.state.fn == "fit" and step in self.steps:
+            trainer.save_checkpoint(self.dirpath / kept_name(step))
+
+
+def kept_name(step: int) -> str:
+    return f"step-{step:06d}.ckpt"

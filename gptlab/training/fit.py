@@ -19,9 +19,9 @@ from omegaconf import OmegaConf
 
 from gptlab.config import RunConfig
 from gptlab.data.datamodule import TokenDataModule
-from gptlab.fs import atomic_write_text
-from gptlab.runfolder import resume_paths
-from gptlab.training.callbacks import LastCheckpoint, Progress, StopRun, Throughput, WallClock
+from gptlab.fs import atomic_write_bytes, atomic_write_text
+from gptlab.runfolder import METRICS, resume_paths
+from gptlab.training.callbacks import KeptCheckpoints, LastCheckpoint, Progress, StopRun, Throughput, WallClock
 from gptlab.training.guards import AtomicCheckpointIO, FiniteLossGuard, RNGState, checkpoint_step
 from gptlab.training.loggers import tensorboard_logger, wandb_finish, wandb_logger
 from gptlab.training.logs import AppendingCSVLogger, write_summary
@@ -80,6 +80,8 @@ def build_trainer(run: RunConfig, module: GPTModule, run_dir: Path, loggers: lis
         der.tokens_per_step, module.model.flops_per_token(der.block_size), t.peak_flops, prec,
         run_dir / "checkpoints") + [LastCheckpoint(run_dir / "checkpoints" / "last.ckpt", t.eval_interval,
                                                    t.stop_after, t.ckpt_every_minutes), WallClock()]
+    if der.keep_steps:
+        callbacks.append(KeptCheckpoints(run_dir / "checkpoints", der.keep_steps))
     return L.Trainer(
         accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy, precision=prec,
         max_steps=t.max_steps, accumulate_grad_batches=der.accumulation, gradient_clip_val=run.optim.grad_clip or None,
@@ -127,15 +129,23 @@ def header(run: RunConfig, trainer: L.Trainer, n_params: int, prec: str, run_dir
             f"batch x {der.block_size} block x {der.world_size} device(s); {run.trainer.max_steps:,} steps = "
             f"{human(der.tokens_per_step * run.trainer.max_steps)} tokens"
             + (f"\nresumed at step {run.resume_step}; changed: {', '.join(run.changes)}" if run.changes else
-               f"\nresumed at step {run.resume_step}, the run's own config unchanged" if run.resume else ""))
+               f"\nresumed at step {run.resume_step}, the run's own config unchanged" if run.resume else "")
+            + (f"\ncooldown branch of {run.branch}: the rate decays ({run.sched.decay_shape}) from step "
+               f"{run.trainer.max_steps - round(run.sched.decay_fraction * run.trainer.max_steps)} to "
+               f"{run.trainer.max_steps}" if run.branch else ""))
 
 
 def fit(run: RunConfig, launcher_jobs: int | None = None) -> float | None:
     """Train the run; returns the best val loss (None when no validation ran)."""
     quiet_lightning()
     run_dir, ckpt = resume_paths(run.resume, run.paths.run_dir)
-    resumed_step = run.resume_step if ckpt is None or run.resume_step is not None else checkpoint_step(ckpt)
     run_dir.mkdir(parents=True, exist_ok=True)
+    if ckpt is None and run.branch:  # a cooldown branch: the source's records up to its step, then its own
+        ckpt = Path(run.branch)
+        source_metrics = ckpt.parent.parent / METRICS
+        if source_metrics.is_file() and not (run_dir / METRICS).is_file():
+            atomic_write_bytes(run_dir / METRICS, source_metrics.read_bytes())  # the logger drops rows after the step
+    resumed_step = run.resume_step if run.resume_step is not None or ckpt is None else checkpoint_step(ckpt)
     dm = datamodule(run)
     if run.trainer.threads or run.derived.device == "cpu":
         torch.set_num_threads(cpu_threads(run, launcher_jobs))
@@ -155,6 +165,8 @@ def fit(run: RunConfig, launcher_jobs: int | None = None) -> float | None:
     except StopRun as stop:
         if trainer.is_global_zero:
             log.info(f"\n{stop}")
+    if run.branch and trainer.global_step == run.trainer.max_steps and trainer.global_step % run.trainer.eval_interval:
+        trainer.validate(module, datamodule=dm, verbose=False)  # a branch's loss at its budget is its point
     for logger in loggers:
         logger.finalize("success")
     clock = next(c for c in trainer.callbacks if isinstance(c, WallClock))
@@ -193,8 +205,9 @@ def validate_before(run: RunConfig, trainer: L.Trainer, module, dm, ckpt) -> flo
 
 def finish(run: RunConfig, trainer, module, run_dir: Path, n_params: int, wall: float) -> dict:
     """summary.json, the closing line and the end-of-run sample; returns the summary."""
+    extra = {"cooldown": branch_record(run)} if run.branch else {}
     summary = write_summary(run_dir, params=n_params, tokens_per_step=run.derived.tokens_per_step,
-                            steps=trainer.global_step, wall_time_s=wall, model=asdict(run.model))
+                            steps=trainer.global_step, wall_time_s=wall, model=asdict(run.model), **extra)
     if summary["final_val_loss"] is None:  # no validation within max_steps (eval_interval longer, no eval_at_start)
         log.info(f"no validation ran (trainer.eval_interval > trainer.max_steps); summary {run_dir / 'summary.json'}")
     else:
@@ -202,6 +215,14 @@ def finish(run: RunConfig, trainer, module, run_dir: Path, n_params: int, wall: 
               f"(best {summary['best_val_loss']:.4f}); summary {run_dir / 'summary.json'}")
     print_sample(module, run)
     return summary
+
+
+def branch_record(run: RunConfig) -> dict:
+    """What a cooldown branch's summary.json says of it: where it started and how it decayed."""
+    t, s = run.trainer, run.sched
+    steps = round(s.decay_fraction * t.max_steps)
+    return {"from": run.branch, "from_step": t.max_steps - steps, "steps": steps, "fraction": steps / t.max_steps,
+            "shape": s.decay_shape, "min_lr_ratio": s.min_lr_ratio}
 
 
 def print_sample(module, run: RunConfig) -> None:

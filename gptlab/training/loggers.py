@@ -129,7 +129,11 @@ def wandb_finish(summary: dict | None) -> None:
         return
     if summary:
         run.summary.update({k: summary.get(k) for k in ("best_val_loss", "best_val_step", "final_val_loss",
-                                                         "final_val_ppl", "tokens", "params") if k in summary})
+                                                         "final_val_ppl", "final_val_loss_a", "final_val_loss_b",
+                                                         "tokens", "params") if k in summary})
+        run.summary.update(flat(summary.get("plateau_extrapolated"), "plateau"))
+        if summary.get("cooldown"):
+            run.summary.update(flat(summary["cooldown"], "cooldown"))
     offline, folder = run.settings.mode == "offline" or run.offline, Path(run.dir).parent
     wandb.finish()
     if offline:
@@ -142,3 +146,24 @@ def tensorboard_logger(enabled: bool, run_dir: Path):
         return None
     from lightning.pytorch.loggers import TensorBoardLogger
     return TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="", default_hp_metric=False)
+
+
+def flat(value, prefix: str) -> dict:
+    """A summary entry as W&B summary keys: {'plateau/L_inf': ...}, or {'plateau': 'refused: ...'} for a string."""
+    if isinstance(value, dict):
+        return {f"{prefix}/{k}": v for k, v in value.items()}
+    return {} if value is None else {prefix: value}
+
+
+def wandb_update_summary(logger: LoggerConfig, run_dir: Path, values: dict) -> None:
+    """Add `values` to a finished run's W&B summary: its run (wandb_id.txt) reopened and closed, offline when W&B
+    cannot be reached, as the run itself was."""
+    id_file = Path(run_dir) / "wandb_id.txt"
+    if not logger.project or not id_file.is_file() or not values:
+        return
+    import wandb
+    run = wandb.init(project=logger.project, id=id_file.read_text().strip(), resume="allow", dir=str(run_dir),
+                     mode=wandb_mode(logger), group=logger.group, job_type=logger.job_type,
+                     settings=bounded_settings(logger.init_timeout))
+    run.summary.update(values)
+    wandb.finish()

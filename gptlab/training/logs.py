@@ -85,13 +85,33 @@ def write_summary(run_dir, params: int, tokens_per_step: int, steps: int, wall_t
         "final_train_loss": train[-1]["train/loss"] if train else None,
         "final_val_loss": val[-1]["val/loss"] if val else None,
         "final_val_ppl": math.exp(val[-1]["val/loss"]) if val else None,
+        "final_val_loss_a": _finite(val[-1].get("val/loss_a")) if val else None,  # the first half of the val windows
+        "final_val_loss_b": _finite(val[-1].get("val/loss_b")) if val else None,  # the second half
         "best_val_loss": best["val/loss"] if best else None,
         "best_val_ppl": math.exp(best["val/loss"]) if best else None,
         "best_val_step": int(best["step"]) if best else None,
+        "plateau_extrapolated": plateau(val),
         **{k: _plain(v) for k, v in extra.items()},
     }
     atomic_write_json(Path(run_dir) / SUMMARY, summary)
     return summary
+
+
+def plateau(val_rows: list[dict]):
+    """The single-curve fit L(t) = L_inf + A t^-alpha over the evals after step 0 (gptlab/analysis/fits.py): an
+    extrapolation, as its name says; 'refused: why' when the curve cannot support one."""
+    from gptlab.analysis.fits import FitError, fit_power_law
+    pts = {r["tokens"]: r["val/loss"] for r in val_rows if r.get("tokens", 0) > 0}
+    try:
+        fit = fit_power_law(list(pts), list(pts.values()))
+    except FitError as e:
+        return f"refused: {e}"
+    return {"L_inf": fit.c, "L_inf_err": _finite(fit.c_err), "alpha": fit.b, "alpha_err": _finite(fit.b_err),
+            "evals": fit.n}
+
+
+def _finite(v):
+    return v if v is not None and math.isfinite(v) else None  # an empty val half logs NaN; JSON has no NaN
 
 
 def _plain(v):

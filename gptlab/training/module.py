@@ -38,6 +38,28 @@ class TokenNLL(Metric):
         return self.nll / self.tokens.clamp(min=1), self.tokens
 
 
+class HalvesNLL(Metric):
+    """Summed NLL and target count of each val half (a: the first half of the val windows, b: the rest), so a study
+    can choose a setting on one half and report it on the other."""
+
+    full_state_update = False
+
+    def __init__(self):
+        super().__init__()
+        self.add_state("nll", default=torch.zeros(2, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("tokens", default=torch.zeros(2, dtype=torch.int64), dist_reduce_fx="sum")
+
+    def update(self, window_nll: torch.Tensor, window_tokens: torch.Tensor, second: torch.Tensor):
+        half = second.long().to(window_nll.device)
+        self.nll = self.nll.index_add(0, half, window_nll.double())
+        self.tokens = self.tokens.index_add(0, half, window_tokens.long())
+
+    def compute(self):
+        """Mean NLL of half a and half b; NaN for an empty half."""
+        loss = self.nll / self.tokens.clamp(min=1)
+        return torch.where(self.tokens > 0, loss, torch.full_like(loss, float("nan")))
+
+
 class GPTModule(L.LightningModule):
     def __init__(self, model: dict, optim: dict | None = None, sched: dict | None = None, max_steps: int = 1000,
                  tokens_per_step: int = 0, compile: bool = False):
@@ -47,6 +69,7 @@ class GPTModule(L.LightningModule):
         self.optim_cfg, self.sched_cfg = OptimConfig(**(optim or {})), SchedConfig(**(sched or {}))
         self.max_steps, self.tokens_per_step = max_steps, tokens_per_step
         self.val_nll = TokenNLL()
+        self.val_halves = HalvesNLL()
         self._loss_sum, self._micro = None, 0  # running sum of micro-batch losses within one optimizer step
         # kept out of nn.Module registration, so state_dict has only model.* keys (no _orig_mod. aliases)
         self.__dict__["compiled"] = torch.compile(self.model) if compile else None
@@ -69,13 +92,19 @@ class GPTModule(L.LightningModule):
         return loss
 
     def validation_step(self, batch, batch_idx):
-        x, y = batch
-        _, loss = self.model(x, y, return_logits=False)  # mean over targets != -1; 0 when there are none
+        x, y, *second = batch  # second: which windows lie in val half b (gptlab.data.datamodule.ValWindows)
+        loss, window_nll = self.model.window_nll(x, y)  # mean over targets != -1; 0 when there are none
         self.val_nll.update(loss, (y != -1).sum())  # masked targets (loss_mask) count for nothing; no host sync
+        if second:
+            self.val_halves.update(window_nll, (y != -1).sum(dim=1), second[0])
 
     def on_validation_epoch_end(self):
         loss, count = self.val_nll.compute()  # synced across ranks: every rank logs the same numbers
         self.val_nll.reset()
+        halves = self.val_halves.compute()
+        self.val_halves.reset()
+        self.log("val/loss_a", halves[0].float())  # the first half of the val windows: where a study selects
+        self.log("val/loss_b", halves[1].float())  # the second half: where the selected setting is reported
         self.log("val/loss", loss.float(), prog_bar=True, sync_dist=False, rank_zero_only=False)
         self.log("val/ppl", torch.exp(loss).float(), prog_bar=True)
         self.log("tokens", float(self.global_step * self.tokens_per_step))
@@ -109,5 +138,5 @@ def make_optimizer(model: torch.nn.Module, o: OptimConfig, s: SchedConfig, max_s
     fused = o.fused if o.fused is not None else device_type in ("cuda", "cpu")
     opt = torch.optim.AdamW(groups, lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps, fused=fused)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_at(
-        step, s.name, 1.0, max_steps, s.warmup_steps, s.min_lr_ratio, s.decay_fraction))
+        step, s.name, 1.0, max_steps, s.warmup_steps, s.min_lr_ratio, s.decay_fraction, s.decay_shape))
     return opt, sched

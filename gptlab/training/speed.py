@@ -292,7 +292,7 @@ def eval_tokens_per_s(s: Setup, model, n: int, rounds: int = 3) -> dict:
         s.sync()
         t0 = time.perf_counter()
         with torch.inference_mode(), s.autocast():
-            for x, y in islice(loader, n):
+            for x, y, _ in islice(loader, n):
                 model(x.to(s.device), y.to(s.device), return_logits=False)
         s.sync()
         return n * s.batch * s.block / (time.perf_counter() - t0)
