@@ -7,7 +7,8 @@
     python -m gptlab.report runs/multirun/2026-12-01_00-00-00 baseline=sched=cosine   # verdicts against that arm
     python -m gptlab.report --help
 
-Writes <out>/report.md, val_curves.png and loss_vs_params.png (gptlab/analysis/report.py) and prints the table.
+Writes <out>/report.md, report.json, val_curves.png, loss_vs_params.png and, with cooldown branches, cooldowns.png
+(gptlab/analysis/report.py), and prints the table, the verdicts and the fits.
 Measured rows come from each run's summary.json (or its metrics.csv while a run has none); published GPT-2 figures
 are shown in their own section, never in the measured table.
 """

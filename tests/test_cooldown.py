@@ -19,6 +19,7 @@ from gptlab.analysis.fits import FitError, fit_surface
 from gptlab.config import ConfigError, run_config
 from gptlab.config.cooldown import branch_config, cooldown_steps
 from gptlab.config.study import seed_list
+from gptlab.eval import ENTRY as EVAL
 from gptlab.report import ENTRY as REPORT
 from gptlab.training.schedules import lr_at
 
@@ -105,6 +106,19 @@ def test_surface_fit_recovers_its_parameters_within_its_interval():
         fit_surface(n[:5], d[:5], y[:5])  # one size
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_budget_fit_recovers_E_within_its_interval(seed):
+    """L(D) = E + B D^-beta on 5 cooldown budgets (steps 50 ... 400 of 256 tokens), 0.004 nats of noise: the 95%
+    interval of E (t on 2 dof) holds the true E = 4.8."""
+    from scipy.stats import t
+
+    from gptlab.analysis.fits import fit_power_law
+    d = np.array([50, 100, 200, 300, 400]) * 256.0
+    y = 4.8 + 60 * d ** -0.35 + np.random.default_rng(seed).normal(0, 0.004, 5)
+    f = fit_power_law(d, y)
+    assert abs(f.c - 4.8) < t.ppf(0.975, f.n - 3) * f.c_err
+
+
 def val_rows(run):
     with open(run / "metrics.csv", newline="") as f:
         return list(csv.DictReader(f))
@@ -115,7 +129,7 @@ def by_tokens(rows, key):
 
 
 @pytest.mark.slow
-def test_branch_continues_exactly_where_the_run_was(tiny_data, tmp_path):
+def test_branch_continues_exactly_where_the_run_was(tiny_data, tmp_path, capsys):
     """A branch from step 15 of a constant-rate run with dropout: its first two losses are the run's own (same weights,
     batch, dropout masks, and the optimizer state that steps at the same rate), the third differs (the rate fell)."""
     src, branch = tmp_path / "src", tmp_path / "branch"
@@ -141,6 +155,11 @@ def test_branch_continues_exactly_where_the_run_was(tiny_data, tmp_path):
                                    "shape": "1-sqrt", "min_lr_ratio": 0.0}
     assert yaml.safe_load((branch / "config.yaml").read_text())["sched"]["name"] == "wsd"
     assert hashlib.sha256((src / "checkpoints" / "last.ckpt").read_bytes()).hexdigest() == last  # source untouched
+    # eval model=<branch> scores the weights its summary describes (validated after its last step, then saved)
+    capsys.readouterr()
+    assert run_entry(EVAL, [f"model={branch}", f"paths.data_dir={tiny_data}"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if "this eval" in x)
+    assert abs(float(line.split("difference ")[1].split()[0])) < 1e-5, line
 
 
 @pytest.mark.slow

@@ -2,6 +2,7 @@
 
     .venv/bin/python -m pytest tests/test_fits.py -q
 """
+import json
 import math
 
 import numpy as np
@@ -118,6 +119,9 @@ def test_size_law_refused_with_too_few_sizes(size_sweep, tmp_path, capsys):
                  "predict=124M"]) == 0
     out = capsys.readouterr().out
     assert "Refused: 3 distinct points" in out and "| 124M |" not in out  # no prediction without a fit
+    assert "- predict=124M: not predicted: refused: 3 distinct points" in out  # ... and it says so, never silent
+    data = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert data["predictions"] == [{"name": "124M", "params": 124e6, "refused": data["size_fit"]}]
     assert (tmp_path / "r" / "loss_vs_params.png").exists()
 
 

@@ -3,7 +3,9 @@
     python -m gptlab.report runs=runs/multirun/2026-11-27_21-00-00            # the command line over this module
     python -c "from gptlab.analysis.report import write_report; print(write_report(['runs/x'])['table'])"
 
-Writes <out>/report.md, <out>/val_curves.png and <out>/loss_vs_params.png atomically. Measured rows come from each
+Writes <out>/report.md, report.json, val_curves.png, loss_vs_params.png (and cooldowns.png) atomically: the
+arms and their verdicts (gptlab/analysis/arms.py, verdicts.py), plateaus measured by cooldowns (cooldowns.py),
+then the single-curve and size fits. Measured rows come from each
 run's summary.json (or its metrics.csv while a run has none); published GPT-2 figures are shown in their own
 section, never in the measured table.
 """

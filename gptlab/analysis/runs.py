@@ -85,7 +85,7 @@ def load_run(run_dir, name: str | None = None) -> dict:
     if summary:
         run.update({k: summary.get(k) for k in ("params", "tokens", "tokens_per_param", "final_val_loss",
                                                 "final_val_ppl", "best_val_loss", "best_val_step",
-                                                "final_val_loss_a", "final_val_loss_b")})
+                                                "final_val_loss_a", "final_val_loss_b", "wall_time_s")})
         return run
     # no summary.json yet (running or killed): the same numbers, from the logged rows
     params = _count_params(model) if model else None

@@ -48,9 +48,12 @@ def arms_table(result: dict) -> str:
         rate = f"{sel['chosen']:g}" + (" (edge of the grid: widen it)" if sel["edge"] else "") if sel else \
             num(next(iter(a["by_lr"])), "g")
         interval = f"[{s.low:.4f}, {s.high:.4f}]" if math.isfinite(s.low) else "n = 1: none"
+        walls = [r["wall_time_s"] for r in a["runs"] if r.get("wall_time_s") is not None]
         rows.append((a["label"], rate, s.n, ", ".join(str(k) for k in a["values"]), f"{s.mean:.4f}",
-                     num(s.sd if math.isfinite(s.sd) else None, ".4f"), interval))
-    return markdown_table(("arm", "lr", "n", "seeds", "mean", "sd", f"{LEVEL:.0%} t-interval"), rows)
+                     num(s.sd if math.isfinite(s.sd) else None, ".4f"), interval,
+                     num(sum(walls) / len(walls) if walls else None, ".0f")))
+    return markdown_table(("arm", "lr", "n", "seeds", "mean", "sd", f"{LEVEL:.0%} t-interval", "wall s (mean run)"),
+                          rows)
 
 
 def selection_section(result: dict) -> list[str]:

@@ -166,7 +166,7 @@ def fit(run: RunConfig, launcher_jobs: int | None = None) -> float | None:
         if trainer.is_global_zero:
             log.info(f"\n{stop}")
     if run.branch and trainer.global_step == run.trainer.max_steps and trainer.global_step % run.trainer.eval_interval:
-        trainer.validate(module, datamodule=dm, verbose=False)  # a branch's loss at its budget is its point
+        validate_at_end(trainer, module, dm)
     for logger in loggers:
         logger.finalize("success")
     clock = next(c for c in trainer.callbacks if isinstance(c, WallClock))
@@ -174,6 +174,20 @@ def fit(run: RunConfig, launcher_jobs: int | None = None) -> float | None:
     if any(type(lg).__name__ == "WandbLogger" for lg in loggers):
         wandb_finish(summary)
     return summary.get("best_val_loss") if summary else None
+
+
+def validate_at_end(trainer: L.Trainer, module, dm) -> None:
+    """A branch's loss at its budget is its point: validated after its last step (not an eval step), and its 'last'
+    and (when it is the best) 'best' checkpoints written after that validation, as at every other eval, so
+    `eval model=<branch>` scores the weights its summary.json describes."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    loss = trainer.validate(module, datamodule=dm, verbose=False)[0]["val/loss"]
+    for cb in trainer.callbacks:
+        if not isinstance(cb, ModelCheckpoint) or not cb.dirpath or not cb.filename:
+            continue
+        best = cb.best_model_score
+        if cb.monitor is None or best is None or (loss < best if cb.mode == "min" else loss > best):
+            trainer.save_checkpoint(Path(cb.dirpath) / f"{cb.filename}{cb.FILE_EXTENSION}")
 
 
 def quiet_lightning() -> None:
