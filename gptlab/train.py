@@ -147,13 +147,16 @@ def branch_source(cfg):
                           "(trainer.keep_tokens keeps them)")
     task = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
     given = given_keys(task, lambda k: (cli.CONF / k).is_dir())
+    if "trainer.max_steps" in given:
+        raise ConfigError("trainer.max_steps cannot be given with branch=: a branch ends where its cooldown does "
+                          "(its step / (1 - cooldown.fraction)); change cooldown.fraction instead")
     keys = [k for k in given if k.split(".")[0] not in ("branch", "cooldown", "logger")]
     source, changes = resumed_config(cfg, OmegaConf.load(saved), keys)
     if any(k.split(".")[0] == "logger" for k in given):
         source.logger = cfg.logger
     step = checkpoint_step(ckpt)
     out = branch_config(source, str(ckpt), step, OmegaConf.to_container(cfg.cooldown, resolve=True),
-                        cfg.paths.run_dir)
+                        cfg.paths.run_dir, cfg.trainer.stop_after if "trainer.stop_after" in given else None)
     return out, changes
 
 

@@ -61,14 +61,14 @@ def val_curves_png(runs: list[dict], log_x: bool = False) -> bytes:
 
 def arm_curves_png(result: dict, log_x: bool = False) -> bytes:
     """Val loss against tokens, one line per arm: the mean over its seeds (at its chosen rate) with the 95%
-    t-interval of the mean shaded, at the evals every seed logged."""
+    t-interval of the mean shaded, at the evals after step 0 that every seed logged."""
     from gptlab.analysis.stats import summarize
     fig, ax = _figure()
     for a in result["arms"]:
         sel = a.get("selection")
         runs = a["by_lr"][sel["chosen"]] if sel else a["runs"]
         common = sorted(set.intersection(*(set(t for t, _ in r["curve"]) for r in runs)))
-        common = [t for t in common if t > 0 or not log_x]
+        common = [t for t in common if t > 0]  # the eval before step 0 (~10.8 for every arm) would flatten the rest
         if not common:
             continue
         stats = [summarize([dict(r["curve"])[t] for r in runs]) for t in common]

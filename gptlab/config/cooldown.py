@@ -49,9 +49,10 @@ def moved(node, old: str, new: str):
     return node
 
 
-def branch_config(saved: DictConfig, ckpt: str, step: int, cooldown: dict, run_dir: str) -> DictConfig:
+def branch_config(saved: DictConfig, ckpt: str, step: int, cooldown: dict, run_dir: str,
+                  stop_after: int | None = None) -> DictConfig:
     """The source run's saved config as a branch from `ckpt` (at `step`) into `run_dir`, decaying as `cooldown`
-    says ({fraction, shape, min_lr_ratio})."""
+    says ({fraction, shape, min_lr_ratio}); `stop_after` time-slices it as trainer.stop_after does a run."""
     check_source(saved, step, f"branch={ckpt}")
     c = cooldown_steps(step, cooldown["fraction"])
     out = OmegaConf.create(moved(OmegaConf.to_container(saved), str(saved.paths.run_dir), str(run_dir)))
@@ -60,7 +61,7 @@ def branch_config(saved: DictConfig, ckpt: str, step: int, cooldown: dict, run_d
                                   "decay_shape": cooldown["shape"]})
     OmegaConf.update(out, "trainer.max_steps", step + c)
     OmegaConf.update(out, "trainer.keep_tokens", [], force_add=True)
-    OmegaConf.update(out, "trainer.stop_after", None, force_add=True)
+    OmegaConf.update(out, "trainer.stop_after", stop_after, force_add=True)
     out.cooldown = OmegaConf.create({**cooldown, "branches": False})
     out.branch, out.resume = str(ckpt), None
     OmegaConf.update(out, "paths.run_dir", str(run_dir))
