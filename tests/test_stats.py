@@ -153,6 +153,14 @@ def test_baseline_that_matches_no_arm_is_refused():
         compare_arms(tuned_study(), baseline="sched=linear")
 
 
+def test_a_study_baseline_missing_from_the_runs_falls_back_to_the_first_arm():
+    runs = tuned_study()
+    for r in runs:
+        r["baseline"] = "sched=linear"  # the study's file named an arm this sweep's command line replaced
+    res = compare_arms(runs)
+    assert res["baseline"] == "sched=cosine" and "baseline sched=linear is not among these arms" in res["notes"][0]
+
+
 def test_repeated_seed_is_no_replicate():
     runs = [run_dict(0, ["sched=cosine"], 1e-3, 1, 5.6, 5.6), run_dict(1, ["sched=cosine"], 1e-3, 1, 5.6, 5.6)]
     res = compare_arms(runs)

@@ -138,9 +138,13 @@ def compare_arms(runs: list[dict], baseline: str | None = None) -> dict:
         if any(v is None for v in a["values"].values()):
             raise ReportError(f"arm {a['label']}: a run has no {metric}; rerun it (it predates val halves)")
         a["summary"] = summarize(list(a["values"].values()))
-    if baseline is None:
-        baseline = next((r.get("baseline") for r in runs if r.get("baseline")), None)
-    base = find_baseline(arms, baseline) if arms else 0
+    base = find_baseline(arms, baseline) if arms else 0  # one given on the command line must match an arm
+    study = next((r.get("baseline") for r in runs if r.get("baseline")), None)
+    if baseline is None and study and arms:
+        try:
+            base = find_baseline(arms, study)
+        except ReportError:  # the study's baseline is not among these runs (its grid was replaced): the first arm
+            notes.append(f"the study's baseline {study} is not among these arms; the first arm is the baseline")
     tests = [_test(a, arms[base]) for i, a in enumerate(arms) if i != base]
     for t, p in zip(tests, holm([t["difference"].p for t in tests])):
         t["p_holm"] = p
