@@ -80,7 +80,7 @@ def arm_curves_png(result: dict, log_x: bool = False) -> bytes:
     if log_x:
         ax.set_xscale("log")
     ax.set(xlabel="tokens trained", ylabel="validation loss",
-           title="validation loss: mean over seeds, 95% interval shaded")
+           title="val loss (all val tokens) at each arm's chosen rate: mean over seeds, 95% interval shaded")
     return _png(fig, ax)
 
 
