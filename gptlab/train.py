@@ -79,18 +79,18 @@ def check(cfg) -> tuple[RunConfig, object]:
     from gptlab.training.runlock import claim
     choices, sweep, _ = hydra_state()
     point_at_resumed_run(cfg)
-    changes = []
+    changes, branch_step = [], None
     if cfg.get("resume"):
         cfg, changes = resume_config(cfg)
     elif cfg.get("branch"):
-        cfg, changes = branch_source(cfg)
+        cfg, changes, branch_step = branch_source(cfg)
     if cfg.get("init") and not cfg.get("resume"):
         cfg.model.update(architecture(cfg.init, keep=("dropout",), into=cfg.model))  # the weights set the shape
     key = "device" if cfg.trainer.get("accelerator") == cfg.get("device") else "trainer.accelerator"
     accelerator = resolve_device(cfg.trainer.get("accelerator", "auto"), key)
     resolve_micro_batch(cfg, choices.get("model"), accelerator == "cuda")
     run = run_config(cfg, recipe=recipe(cfg, choices), sweep=sweep)
-    run.changes, run.name = changes, job_name()
+    run.changes, run.name, run.resume_step = changes, job_name(), branch_step  # a branch's checkpoint is read once
     if run.sweep and run.name and not run.logger.job_type:  # W&B groups an arm's seeds by their job type
         run.logger.job_type = arm_name(run.name)
     check_launch(run)
@@ -130,8 +130,9 @@ def arm_name(name: str) -> str:
 
 
 def branch_source(cfg):
-    """branch=<kept checkpoint>: its run's own config.yaml as a cooldown branch into this command's new folder.
-    The command line may set cooldown.* and logger.*, and what a resume may change; nothing else."""
+    """branch=<kept checkpoint>: (its run's own config.yaml as a cooldown branch into this command's new folder, what
+    the command line changed, the step the checkpoint holds). The command line may set cooldown.* and logger.*, and
+    what a resume may change; nothing else."""
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
 
@@ -157,7 +158,7 @@ def branch_source(cfg):
     step = checkpoint_step(ckpt)
     out = branch_config(source, str(ckpt), step, OmegaConf.to_container(cfg.cooldown, resolve=True),
                         cfg.paths.run_dir, cfg.trainer.stop_after if "trainer.stop_after" in given else None)
-    return out, changes
+    return out, changes, step
 
 
 def point_at_resumed_run(cfg) -> None:

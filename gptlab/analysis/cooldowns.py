@@ -10,13 +10,11 @@ is a measured point, not an extrapolation of one curve (Hägele et al. 2024). L(
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
-from gptlab.analysis.fits import FitError, fit_power_law, fit_surface
+from gptlab.analysis.fits import FitError, fit_power_law, fit_record, fit_surface
 from gptlab.analysis.runs import ReportError, load_run
-from gptlab.analysis.tables import markdown_table
-from gptlab.runfolder import read_summary
+from gptlab.analysis.tables import markdown_table, pm
 from gptlab.units import human, parse_count
 
 
@@ -26,8 +24,8 @@ def load_branches(run: dict) -> list[dict]:
     dirs = sorted(d for d in root.glob("*") if (d / "summary.json").is_file()) if root.is_dir() else []
     branches = []
     for d in dirs:
-        b, summary = load_run(d, f"{run['name']}/{d.name}"), read_summary(d)
-        b["from_tokens"] = (summary.get("cooldown") or {}).get("from_step", 0) * (summary.get("tokens_per_step") or 0)
+        b = load_run(d, f"{run['name']}/{d.name}")
+        b["from_tokens"] = (b.get("cooldown") or {}).get("from_step", 0) * (b.get("tokens_per_step") or 0)
         if b.get("final_val_loss") is not None:
             branches.append(b)
     return sorted(branches, key=lambda b: b["tokens"])
@@ -80,10 +78,6 @@ def surface_predictions(fits: dict, targets: list[tuple[str, float, float | None
     return out
 
 
-def _pm(v: float, e: float, fmt: str = ".3f") -> str:
-    return f"{v:{fmt}} ± {e:{fmt}}" if math.isfinite(e) else f"{v:{fmt}} ± undetermined"
-
-
 def cooldown_section(fits: dict, predictions: list[dict]) -> str:
     if not fits["sources"]:
         return ""
@@ -92,7 +86,7 @@ def cooldown_section(fits: dict, predictions: list[dict]) -> str:
         r, f = s["run"], s["fit"]
         budgets = ", ".join(f"{human(b['tokens'])}: {b['final_val_loss']:.4f}" for b in s["branches"])
         rows.append((r["name"], human(r.get("params")), budgets,
-                     f if isinstance(f, str) else f"{_pm(f.c, f.c_err)}; beta {_pm(f.b, f.b_err)}"))
+                     f if isinstance(f, str) else f"{pm(f.c, f.c_err)}; beta {pm(f.b, f.b_err)}"))
     parts = ["## Plateaus measured by cooldowns", "",
              "Each budget's loss is a branch from the constant-rate run's checkpoint whose rate decayed over its last "
              "steps (Hägele et al. 2024): measured, not extrapolated. L(D) = E + B·D^(−beta) is fitted to each "
@@ -104,8 +98,8 @@ def cooldown_section(fits: dict, predictions: list[dict]) -> str:
         parts.append(surface[0].upper() + surface[1:] + ".")
     else:
         parts.append(markdown_table(("E", "alpha", "beta", "A", "B", "rmse", "points"),
-                                    [(_pm(surface.E, surface.E_err), _pm(surface.alpha, surface.alpha_err),
-                                      _pm(surface.beta, surface.beta_err), f"{surface.A:.3g}", f"{surface.B:.3g}",
+                                    [(pm(surface.E, surface.E_err), pm(surface.alpha, surface.alpha_err),
+                                      pm(surface.beta, surface.beta_err), f"{surface.A:.3g}", f"{surface.B:.3g}",
                                       f"{surface.rmse:.4f}", surface.n)]))
     if predictions:
         parts += ["", "Predictions (95% interval: delta method, Student's t on n − 5 dof; beyond the fitted range "
@@ -123,11 +117,7 @@ def prediction_line(p: dict) -> str:
 
 
 def cooldowns_json(fits: dict, predictions: list[dict]) -> dict:
-    def plain(f):
-        if f is None or isinstance(f, str):
-            return f
-        return {k: v for k, v in vars(f).items() if k != "cov"}
     return {"sources": [{"run": s["run"]["dir"], "params": s["run"].get("params"),
                          "budgets": [{"tokens": b["tokens"], "final_val_loss": b["final_val_loss"], "dir": b["dir"]}
-                                     for b in s["branches"]], "fit": plain(s["fit"])} for s in fits["sources"]],
-            "surface": plain(fits["surface"]), "predictions": predictions}
+                                     for b in s["branches"]], "fit": fit_record(s["fit"])} for s in fits["sources"]],
+            "surface": fit_record(fits["surface"]), "predictions": predictions}

@@ -21,6 +21,11 @@ MIN_POINTS = 5  # 3 parameters + 2 degrees of freedom left for the residual vari
 B_MAX = 10.0  # exponent search range (0, B_MAX]; real loss curves sit well inside
 
 
+def fit_record(fit):
+    """A fit as report.json writes it: its fields without the covariance; a refusal string, or None, as it is."""
+    return fit if fit is None or isinstance(fit, str) else {k: v for k, v in vars(fit).items() if k != "cov"}
+
+
 class FitError(ValueError):
     """The data cannot support a fit: too few points, bad values, or no decreasing power law fits them."""
 

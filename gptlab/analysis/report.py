@@ -11,17 +11,16 @@ section, never in the measured table.
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 from gptlab.analysis.arms import compare_arms
 from gptlab.analysis.compare import compare_live
 from gptlab.analysis.cooldowns import cooldown_fits, cooldown_section, cooldowns_json, parse_target, surface_predictions
-from gptlab.analysis.fits import FitError, fit_power_law
+from gptlab.analysis.fits import FitError, fit_power_law, fit_record
 from gptlab.analysis.plots import arm_curves_png, cooldowns_png, loss_vs_params_png, val_curves_png
 from gptlab.analysis.published import PUBLISHED, published_section
 from gptlab.analysis.runs import collect_runs, data_key, label_runs, reference_data
-from gptlab.analysis.tables import markdown_table, num
+from gptlab.analysis.tables import markdown_table, num, pm
 from gptlab.analysis.verdicts import arms_json, arms_section
 from gptlab.fs import atomic_write_bytes, atomic_write_json
 from gptlab.units import human
@@ -89,10 +88,6 @@ def scaling_fit(runs: list[dict], predict=()) -> dict:
     return out
 
 
-def _pm(value: float, err: float, fmt: str = ".3f") -> str:
-    return f"{value:{fmt}} ± {err:{fmt}}" if math.isfinite(err) else f"{value:{fmt}} ± undetermined"
-
-
 def fits_section(runs: list[dict], scaling: dict) -> str:
     rows = []
     for r in runs:
@@ -103,7 +98,7 @@ def fits_section(runs: list[dict], scaling: dict) -> str:
             evals = len([t for t, _ in r["curve"] if t > 0])
             rows.append((r["name"], evals, fit, "", "", "", num(r.get("final_val_loss"), ".4f")))
         else:
-            rows.append((r["name"], fit.n, _pm(fit.c, fit.c_err), _pm(fit.b, fit.b_err), _pm(fit.a, fit.a_err, ".3g"),
+            rows.append((r["name"], fit.n, pm(fit.c, fit.c_err), pm(fit.b, fit.b_err), pm(fit.a, fit.a_err, ".3g"),
                          f"{fit.rmse:.4f}", num(r.get("final_val_loss"), ".4f")))
     parts = ["## Fits", "", "### Plateaus extrapolated from one curve: L(t) = L_inf + A·t^(−alpha), t = tokens", "",
              "An extrapolation, not a measurement: fitted to each run's evals after step 0; ± one standard error "
@@ -123,7 +118,7 @@ def fits_section(runs: list[dict], scaling: dict) -> str:
     if isinstance(fit, str):
         return "\n".join(parts + [fit[0].upper() + fit[1:] + ("" if fit.endswith((".", "?")) else "."), ""] + refused)
     parts += [markdown_table(("L_inf", "beta", "B", "rmse", "runs"),
-                             [(_pm(fit.c, fit.c_err), _pm(fit.b, fit.b_err), _pm(fit.a, fit.a_err, ".3g"),
+                             [(pm(fit.c, fit.c_err), pm(fit.b, fit.b_err), pm(fit.a, fit.a_err, ".3g"),
                                f"{fit.rmse:.4f}", fit.n)])]
     if scaling["predictions"]:
         parts += ["", "Predicted final val loss at the same training tokens; the interval is the fit's 95% "
@@ -206,11 +201,8 @@ def write_report(paths, out=None, log_x: bool = False, compare: list[str] | None
 
 def report_json(runs: list[dict], arms: dict, scaling: dict) -> dict:
     """report.json: the arms and verdicts, each run's final numbers and plateau fit, the size fit's predictions."""
-    def fit(f):
-        return f if isinstance(f, str) or f is None else {"c": f.c, "c_err": f.c_err, "a": f.a, "b": f.b,
-                                                          "b_err": f.b_err, "n": f.n, "rmse": f.rmse}
     return {**arms_json(arms),
             "runs": [{k: r.get(k) for k in ("name", "dir", "kind", "seed", "lr", "params", "tokens", "final_val_loss",
                                             "final_val_loss_a", "final_val_loss_b", "best_val_loss")}
-                     | {"plateau_extrapolated": fit(r.get("plateau"))} for r in runs],
-            "size_fit": fit(scaling["fit"]), "predictions": scaling["predictions"]}
+                     | {"plateau_extrapolated": fit_record(r.get("plateau"))} for r in runs],
+            "size_fit": fit_record(scaling["fit"]), "predictions": scaling["predictions"]}

@@ -80,12 +80,12 @@ def load_run(run_dir, name: str | None = None) -> dict:
            "data_dir": (cfg.get("paths") or {}).get("data_dir"),
            "ctx": data.get("block_size") or model.get("block_size"),
            "from_summary": bool(summary), "seed": cfg.get("seed"), "lr": (cfg.get("optim") or {}).get("lr"),
-           "baseline": (cfg.get("study") or {}).get("baseline"), "sched": (cfg.get("sched") or {}).get("name"),
-           "branch": cfg.get("branch"), "config": cfg}
+           "baseline": (cfg.get("study") or {}).get("baseline"), "config": cfg}
     if summary:
         run.update({k: summary.get(k) for k in ("params", "tokens", "tokens_per_param", "final_val_loss",
                                                 "final_val_ppl", "best_val_loss", "best_val_step",
-                                                "final_val_loss_a", "final_val_loss_b", "wall_time_s")})
+                                                "final_val_loss_a", "final_val_loss_b", "wall_time_s",
+                                                "tokens_per_step", "cooldown")})
         return run
     # no summary.json yet (running or killed): the same numbers, from the logged rows
     params = _count_params(model) if model else None

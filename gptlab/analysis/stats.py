@@ -19,6 +19,11 @@ LEVEL = 0.95  # every interval in a report
 POWER = 0.8  # for the smallest detectable difference
 
 
+def plain(result) -> dict:
+    """A result as JSON takes it: NaN (nothing could be computed) as None."""
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(result).items()}
+
+
 @dataclass(frozen=True)
 class Summary:
     """n values: their mean, sample standard deviation and the mean's LEVEL t-interval (NaN with n < 2)."""
@@ -29,7 +34,7 @@ class Summary:
     high: float
 
     def as_dict(self) -> dict:
-        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(self).items()}
+        return plain(self)
 
 
 @dataclass(frozen=True)
@@ -50,7 +55,7 @@ class Difference:
         return (self.high - self.low) / 2
 
     def as_dict(self) -> dict:
-        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(self).items()}
+        return plain(self)
 
 
 def _t(q: float, df: float) -> float:

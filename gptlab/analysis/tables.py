@@ -4,6 +4,8 @@
 """
 from __future__ import annotations
 
+import math
+
 
 def markdown_table(header, rows) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -12,3 +14,8 @@ def markdown_table(header, rows) -> str:
 
 def num(x, fmt: str) -> str:
     return "—" if x is None else format(x, fmt)
+
+
+def pm(value: float, err: float, fmt: str = ".3f") -> str:
+    """'5.899 ± 0.101', or '± undetermined' where the standard error is infinite."""
+    return f"{value:{fmt}} ± {err:{fmt}}" if math.isfinite(err) else f"{value:{fmt}} ± undetermined"

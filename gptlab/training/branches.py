@@ -42,7 +42,7 @@ def branch_of(run: RunConfig, step: int) -> RunConfig:
     branch.name = f"{run.name + ' ' if run.name else ''}cooldown@{step}"
     branch.logger.group = run.logger.group or run.sweep or run_dir.name  # W&B shows a run's branches together
     branch.logger.job_type = f"{run.logger.job_type or 'run'} cooldown"[:64]
-    branch.resume_step = checkpoint_step(last) if last.is_file() else None
+    branch.resume_step = checkpoint_step(last) if last.is_file() else step  # what its checkpoint holds
     return branch
 
 
