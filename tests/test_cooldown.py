@@ -64,6 +64,9 @@ def test_keep_tokens_become_eval_steps():
     cfg = composed("trainer.max_steps=400", "trainer.eval_interval=50", "trainer.keep_tokens=[12.8K,30000,102400]",
                    "data.batch_size=4", "model=tiny")  # 256 tokens a step: steps 50, 117 -> 100, 400
     assert run_config(cfg).derived.keep_steps == [50, 100, 400]
+    with pytest.raises(ConfigError, match="trainer.keep_tokens: 14K falls on eval step 50, as an earlier budget does"):
+        run_config(composed("trainer.max_steps=400", "trainer.eval_interval=50", "trainer.keep_tokens=[12.8K,14K]",
+                            "data.batch_size=4", "model=tiny"))  # steps 50 and 55 -> 50: two budgets would be one
     with pytest.raises(ConfigError, match="past trainer.max_steps=400"):
         run_config(composed("trainer.max_steps=400", "trainer.eval_interval=50", "trainer.keep_tokens=[1M]",
                             "data.batch_size=4", "model=tiny"))

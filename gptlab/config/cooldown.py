@@ -1,6 +1,6 @@
 """A cooldown branch's config: the source run's own, with a rate that decays from the kept step (Hägele et al. 2024).
 
-    python -m gptlab.train sched=constant trainer.keep_tokens=[25.6K,51.2K,102.4K]       # a constant-rate run ...
+    python -m gptlab.train sched=constant trainer.keep_tokens=[51.2K,102.4K,204.8K]      # a constant-rate run ...
     python -m gptlab.train branch=runs/<run>/checkpoints/step-000200.ckpt                # ... a branch from step 200
     python -m gptlab.train branch=runs/<run>/checkpoints/step-000200.ckpt cooldown.fraction=0.3 cooldown.shape=linear
     python -m gptlab.train experiment=cooldown        # or a branch from every kept step when the run ends

@@ -206,7 +206,10 @@ def keep_steps(cfg: DictConfig, tokens_per_step: int) -> list[int]:
         step = max(1, round(count(budget) / tokens_per_step / every)) * every
         require(step <= last, f"trainer.keep_tokens: {budget} is step {step}, past trainer.max_steps={last} "
                 f"({last * tokens_per_step:,} tokens); keep budgets the run reaches")
+        require(step not in steps, f"trainer.keep_tokens: {budget} falls on eval step {step}, as an earlier budget "
+                f"does (trainer.eval_interval={every}, {tokens_per_step:,} tokens a step); space the budgets or lower "
+                "trainer.eval_interval")
         steps.append(step)
-    return sorted(set(steps))
+    return sorted(steps)
 
 
