@@ -2,6 +2,7 @@
 import csv
 import json
 import math
+import re
 import subprocess
 import sys
 
@@ -243,8 +244,8 @@ def test_ddp_two_cpu_processes_report_identical_val_metrics(tiny_data, tmp_path)
                    "+callbacks.ranks._target_=gptlab.training.callbacks.RankReport", f"hydra.run.dir={run}"],
                   tiny_data, tmp_path)
     assert "tokens per iteration: 256 = 1 accumulation x 4 micro batch x 32 block x 2 device(s)" in p.stdout
-    ranks = [json.loads(line.split("val-by-rank ", 1)[1]) for line in p.stdout.splitlines()
-             if line.startswith("val-by-rank ")]
+    # the ranks share one pipe: find each record rather than trusting line boundaries
+    ranks = [json.loads(m) for m in re.findall(r"val-by-rank (\{[^}]*\})", p.stdout)]
     by_rank = {}
     for r in ranks:
         by_rank.setdefault(r["rank"], []).append(r["val_loss"])

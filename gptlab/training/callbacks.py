@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -94,8 +95,11 @@ class RankReport(Callback):
         import json
         loss = trainer.callback_metrics.get("val/loss")
         if loss is not None:
-            print("val-by-rank " + json.dumps({"rank": trainer.global_rank, "step": trainer.global_step,
-                                               "val_loss": float(loss)}), flush=True)
+            line = "val-by-rank " + json.dumps({"rank": trainer.global_rank, "step": trainer.global_step,
+                                                 "val_loss": float(loss)})
+            # one write of the whole line: two ranks share the pipe, and print writes text and newline apart
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
 
 
 class WallClock(Callback):
