@@ -135,3 +135,59 @@ def cooldowns_png(fits: dict) -> bytes:
     ax.set(xlabel="tokens trained", ylabel="validation loss",
            title="cooldown branches from constant-rate checkpoints (Hägele et al. 2024)")
     return _png(fig, ax)
+
+
+def coord_check_png(results: list[dict]) -> bytes:
+    """muP's coordinate-check figure: one row per parametrisation (gptlab.model.coord_check results), columns the
+    layers' mean |x| at init and after the last step and their change after the first and the last step, against
+    width (or depth) on log-log axes, one line per layer. Flat lines: that layer's scale does not depend on size."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    steps = results[0]["steps"]
+    columns = [("", 0, "mean |x_0|"), ("", steps, f"mean |x_{steps}|"), (" change", 1, "mean |x_1 - x_0|"),
+               (" change", steps, f"mean |x_{steps} - x_0|")]
+    from matplotlib.ticker import NullLocator
+    fig = Figure(figsize=(4 * len(columns), 3.4 * len(results)), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(results), len(columns), squeeze=False)
+    for row, r in zip(axes, results):
+        sizes = sorted(r["sizes"])
+        names = [k for k in r["sizes"][sizes[0]]["layers"] if not k.endswith(" change")]
+        for ax, (suffix, t, title) in zip(row, columns):
+            for name in names:
+                ys = [r["sizes"][n]["layers"][name + suffix][t] for n in sizes]
+                if min(ys) > 0:
+                    ax.plot(sizes, ys, marker="o", ms=3, label=name)
+            ax.set(xscale="log", yscale="log", xlabel=r["axis"], title=f"{r['label']}: {title}")
+            ax.xaxis.set_minor_locator(NullLocator())
+            ax.set_xticks(sizes, [str(n) for n in sizes])
+            ax.grid(True, alpha=0.3)
+    axes[0][-1].legend(fontsize=7)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    return buf.getvalue()
+
+
+def lr_transfer_png(result: dict) -> bytes:
+    """The muP paper's Figure 1: final val loss (mean over seeds) against the learning rate, one curve per width, one
+    panel per family (SP, muP) on shared axes; a star marks each width's rate chosen on val half a."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    families = result["families"]
+    fig = Figure(figsize=(5.5 * len(families), 4.2), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(families), squeeze=False, sharey=True)[0]
+    for ax, f in zip(axes, families):
+        for r in f["rows"]:
+            lrs = sorted(r["mean_by_lr"])
+            (line,) = ax.plot(lrs, [r["mean_by_lr"][lr] for lr in lrs], marker="o", ms=3, label=f"width {r['width']}")
+            if r["chosen"] in r["mean_by_lr"]:
+                ax.plot([r["chosen"]], [r["mean_by_lr"][r["chosen"]]], marker="*", ms=12, color=line.get_color())
+        ax.set(xscale="log", xlabel="learning rate (optim.lr)", title=f["label"])
+        ax.set_xscale("log", base=2)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel("final val loss, mean over seeds")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    return buf.getvalue()

@@ -27,6 +27,8 @@ class GPTConfig:
     bias: bool = True  # biases in Linear and LayerNorm, as GPT-2 has
     dropout: float = 0.0  # 0 for pretraining, try 0.1 for fine-tuning
     gelu: str = "tanh"  # "tanh" (GPT-2's approximation, exact parity) or "none" (erf)
+    mup_base_width: int | None = None  # muP relative to this width (gptlab.model.mup); None: standard GPT-2
+    mup_base_depth: int | None = None  # depth-muP relative to this many layers: branches x sqrt(base/n_layer)
 
 
 @dataclass

@@ -48,6 +48,10 @@ def validate_model(m) -> None:
     require(m.vocab_size >= 50257, f"model.vocab_size must be >= 50257 (GPT-2 BPE), got {m.vocab_size}")
     require(0.0 <= m.dropout < 1.0, f"model.dropout must be in [0, 1), got {m.dropout}")
     require(m.gelu in GELUS, f"model.gelu={m.gelu!r} is not one of {GELUS}")
+    for key in ("mup_base_width", "mup_base_depth"):
+        base = getattr(m, key)
+        require(base is None or (is_int(base) and base >= 1),
+                f"model.{key} must be null (off) or a positive integer, got {base!r}")
 
 
 def validate_optim(optim, sched) -> None:

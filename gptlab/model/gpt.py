@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from gptlab.config import GPTConfig
 from gptlab.model.loss import chunk_rows, chunked_cross_entropy, loss_and_row_nll
+from gptlab.model.mup import Multipliers, is_hidden
 from gptlab.model.sampling import sample_next
 
 __all__ = ["GPT", "GPTConfig", "KVCache"]
@@ -44,6 +45,7 @@ class CausalSelfAttention(nn.Module):
         self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
         self.resid_dropout = nn.Dropout(cfg.dropout)
         self.n_head, self.n_embd, self.dropout, self.layer = cfg.n_head, cfg.n_embd, cfg.dropout, layer
+        self.scale = Multipliers.of(cfg).attn_scale(cfg.n_embd // cfg.n_head)  # None: SDPA's 1/sqrt(d_head)
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         B, T, C = x.shape
@@ -56,7 +58,7 @@ class CausalSelfAttention(nn.Module):
         if past and T > 1:  # a chunk after cached tokens: row i sees all the past and itself
             mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=(past == 0 and T > 1),
-                                           dropout_p=self.dropout if self.training else 0.0)
+                                           dropout_p=self.dropout if self.training else 0.0, scale=self.scale)
         return self.resid_dropout(self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C)))
 
 
@@ -79,8 +81,12 @@ class Block(nn.Module):
         self.attn = CausalSelfAttention(cfg, layer)
         self.ln_2 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
         self.mlp = MLP(cfg)
+        self.branch = Multipliers.of(cfg).branch  # depth-muP's 1/sqrt(n_layer / base depth); 1 otherwise
 
     def forward(self, x, cache=None):
+        if self.branch != 1.0:
+            x = x + self.branch * self.attn(self.ln_1(x), cache)
+            return x + self.branch * self.mlp(self.ln_2(x))
         x = x + self.attn(self.ln_1(x), cache)
         return x + self.mlp(self.ln_2(x))
 
@@ -98,10 +104,14 @@ class GPT(nn.Module):
         ))
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         self.transformer.wte.weight = self.lm_head.weight  # weight tying, as GPT-2
+        self.mult = Multipliers.of(cfg)  # all 1 unless model.mup_base_width / mup_base_depth (gptlab.model.mup)
         self.apply(self._init_weights)
         for name, p in self.named_parameters():  # GPT-2: residual projections scaled by 1/sqrt(2 * n_layer)
             if name.endswith("c_proj.weight"):
-                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * self.mult.init_layers))
+            if is_hidden(name) and self.mult.hidden_std != 1.0:  # muP: hidden init variance x base / width
+                with torch.no_grad():
+                    p.mul_(self.mult.hidden_std)
 
     @staticmethod
     def _init_weights(module):
@@ -111,7 +121,8 @@ class GPT(nn.Module):
             nn.init.zeros_(module.bias)
 
     def hidden(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
-        """Final-layer-norm activations [B, T, n_embd] for token ids [B, T]."""
+        """The readout's input [B, T, n_embd] for token ids [B, T]: the final LayerNorm's output, times muP's
+        output multiplier base / width when model.mup_base_width is set."""
         T, start = idx.size(1), cache.pos if cache is not None else 0
         if start + T > self.config.block_size:
             raise ValueError(f"sequence of {start + T} tokens exceeds block_size {self.config.block_size}")
@@ -121,7 +132,8 @@ class GPT(nn.Module):
             x = block(x, cache)
         if cache is not None:
             cache.pos += T
-        return self.transformer.ln_f(x)
+        x = self.transformer.ln_f(x)
+        return x * self.mult.output if self.mult.output != 1.0 else x
 
     def forward(self, idx, targets=None, return_logits: bool = True):
         """(logits [B, T, vocab], mean cross-entropy or None). Targets of -1 are ignored.

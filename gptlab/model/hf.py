@@ -29,6 +29,7 @@ from gptlab.errors import Refused
 from gptlab.fs import atomic_dir
 from gptlab.model.checkpoint import LoadError, build_gpt
 from gptlab.model.gpt import GPT
+from gptlab.model.mup import folded_state_dict
 from gptlab.model.spec import check_spec, hf_ref
 
 CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
@@ -152,7 +153,7 @@ def write_tokenizer(folder: Path, max_length: int) -> bool:
 def hf_state_dict(model: GPT, n_vocab: int, hf_keys: dict[str, torch.Size]) -> dict[str, torch.Tensor]:
     """GPT2LMHeadModel weights: Conv1D ones transposed, vocab rows cut to n_vocab, zeros for absent biases."""
     sd = {}
-    for k, v in model.state_dict().items():
+    for k, v in folded_state_dict(model).items():  # muP's multipliers in the weights: GPT-2 has none
         v = v.detach().cpu()
         sd[k] = v[:n_vocab] if k in ("transformer.wte.weight", "lm_head.weight") else v.t() if k.endswith(CONV1D) else v
     for k, shape in hf_keys.items():

@@ -46,7 +46,9 @@ def check_spec(spec) -> str | None:
 # GPT-2's released shapes (the Hugging Face configs), so init=hf:<name> is checked without downloading anything
 HF_SHAPES = {"gpt2": (12, 12, 768), "gpt2-medium": (24, 16, 1024), "gpt2-large": (36, 20, 1280),
              "gpt2-xl": (48, 25, 1600)}
-ARCH_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "vocab_size", "bias", "gelu")
+ARCH_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "vocab_size", "bias", "gelu", "mup_base_width",
+             "mup_base_depth")
+PARAMETRISATION = {"mup_base_width": None, "mup_base_depth": None}  # what weights saved without these keys use
 
 
 def architecture(spec, keep=(), into=None) -> dict:
@@ -59,7 +61,7 @@ def architecture(spec, keep=(), into=None) -> dict:
         raise ConfigError(f"init={s}: no such run folder or .ckpt file (or write hf:<name> for Hugging Face)")
     if (msg := check_spec(s)) is not None:
         raise ConfigError(f"init={s}: {msg}")
-    arch = _read_architecture(s)
+    arch = {**PARAMETRISATION, **_read_architecture(s)}  # GPT-2 and runs from before muP: standard
     arch = {k: v for k, v in arch.items() if k in ARCH_KEYS and k not in keep}
     changed = {k: v for k, v in arch.items() if into is not None and into.get(k) != v}
     if changed:
