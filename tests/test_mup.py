@@ -224,6 +224,11 @@ def test_transfer_verdicts_steps_and_costs_by_hand():
     cost = mup["rows"][2]["cost"]
     assert cost.diff == pytest.approx(0.1 + 0.004) and cost.low < cost.diff < cost.high
     assert mup["rows"][2]["seed_best"] == {1: 8e-3, 2: 8e-3, 3: 8e-3}
+    assert sp["seed_steps"] == {1: -3, 2: -3, 3: -3} and mup["seed_steps"] == {1: 1, 2: 1, 3: 1}
+    # the whole curve: at 1e-3 the SP widest sits at its best, the proxy 3 steps off (0.9 nats); muP's at 4e-3 is 0.1
+    gaps = {g["lr"]: g["gap"].diff for g in sp["gaps"]}
+    assert gaps[1e-3] == pytest.approx(-0.9) and gaps[8e-3] == pytest.approx(0.9)
+    assert {g["lr"]: g["gap"].diff for g in mup["gaps"]}[4e-3] == pytest.approx(0.1)
     text = transfer_section(res)
     assert "**standard (SP): does not transfer.** The widest model's (256) best rate 0.001 lies 3 grid steps or " \
            "more from the 32-wide proxy's 0.008" in text and "**muP, base width 32: transfers.**" in text

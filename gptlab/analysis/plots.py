@@ -173,6 +173,7 @@ def lr_transfer_png(result: dict) -> bytes:
     panel per family (SP, muP) on shared axes; a star marks each width's rate chosen on val half a."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import NullLocator
     families = result["families"]
     fig = Figure(figsize=(5.5 * len(families), 4.2), layout="constrained")
     FigureCanvasAgg(fig)
@@ -184,10 +185,13 @@ def lr_transfer_png(result: dict) -> bytes:
             if r["chosen"] in r["mean_by_lr"]:
                 ax.plot([r["chosen"]], [r["mean_by_lr"][r["chosen"]]], marker="*", ms=12, color=line.get_color())
         ax.set(xscale="log", xlabel="learning rate (optim.lr)", title=f["label"])
-        ax.set_xscale("log", base=2)
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_xticks(f["grid"], [f"{lr:g}" for lr in f["grid"]], fontsize=7)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
-    axes[0].set_ylabel("final val loss, mean over seeds")
+    lows = [min(r["mean_by_lr"].values()) for f in families for r in f["rows"]]
+    axes[0].set_ylim(min(lows) - 0.03, max(lows) + 0.3)  # the optima's region; worse rates leave through the top
+    axes[0].set_ylabel("final val loss, mean over seeds (clipped above)")
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     return buf.getvalue()

@@ -45,8 +45,26 @@ def width_row(arm: dict, proxy_lr: float, grid: list[float]) -> dict:
                            if (v := [x for x in _by_seed(arm, lr, "final_val_loss").values() if x is not None])}}
 
 
+def family(members: list[dict], label: str) -> dict | None:
+    """One family's rows (narrowest first), each seed's distance between the widest's and the proxy's best rates,
+    and the widest-minus-proxy gap at every rate; None without a shared grid of two rates."""
+    grid = sorted(set.intersection(*(set(a["selection"]["grid"]) for a in members)))
+    if len(grid) < 2 or members[0]["selection"]["chosen"] not in grid:
+        return None
+    proxy_lr = members[0]["selection"]["chosen"]
+    rows = [width_row(a, proxy_lr, grid) for a in members if a["selection"]["chosen"] in grid]
+    proxy, wide = rows[0]["seed_best"], rows[-1]["seed_best"]
+    steps = {s: grid.index(wide[s]) - grid.index(proxy[s]) for s in wide if s in proxy}
+    gaps = []
+    for lr in grid:  # the widest against the proxy at one rate, paired by seed (half b: what the report reports)
+        w, p = _by_seed(members[-1], lr, "final_val_loss_b"), _by_seed(members[0], lr, "final_val_loss_b")
+        seeds = sorted(set(w) & set(p), key=str)
+        gaps.append({"lr": lr, "gap": difference([w[s] for s in seeds], [p[s] for s in seeds], paired=True)})
+    return {"label": label, "grid": grid, "proxy_lr": proxy_lr, "rows": rows, "seed_steps": steps, "gaps": gaps}
+
+
 def lr_transfer(arms: list[dict]) -> dict:
-    """{families: [{label, grid, rows (narrowest first), transfers}]} for every group of tuned arms that differ only
+    """{families: [{label, grid, rows, transfers, seed_steps, gaps}]} for every group of tuned arms that differ only
     in width (two widths or more, a shared grid of two rates or more); empty when the study varies no width."""
     groups: dict[tuple, list[dict]] = {}
     for a in arms:
@@ -56,20 +74,14 @@ def lr_transfer(arms: list[dict]) -> dict:
               if len({a["config"][WIDTH] for a in v}) > 1}
     configs = [v[0]["config"] for v in groups.values()]
     differ = sorted({k for c in configs for k in c if k != WIDTH and len({repr(d.get(k)) for d in configs}) > 1})
-    families = []
-    for members in groups.values():
-        grid = sorted(set.intersection(*(set(a["selection"]["grid"]) for a in members)))
-        if len(grid) < 2 or members[0]["selection"]["chosen"] not in grid:
-            continue
-        proxy_lr = members[0]["selection"]["chosen"]
-        rows = [width_row(a, proxy_lr, grid) for a in members if a["selection"]["chosen"] in grid]
-        families.append({"label": _label(members[0]["config"], differ), "grid": grid, "proxy_lr": proxy_lr,
-                         "rows": rows})
-    tests = [r["cost"] for f in families for r in f["rows"][1:]]
-    for r, p in zip([r for f in families for r in f["rows"][1:]], holm([t.p for t in tests])):
+    families = [f for v in groups.values() if (f := family(v, _label(v[0]["config"], differ))) is not None]
+    tests = [r for f in families for r in f["rows"][1:]]
+    for r, p in zip(tests, holm([r["cost"].p for r in tests])):
         r["p_holm"] = p
     for f in families:
         f["transfers"] = transfers(f["rows"][0], f["rows"][-1])
+        for g, p in zip(f["gaps"], holm([g["gap"].p for g in f["gaps"]])):
+            g["p_holm"] = p
     return {"families": families, "tests": len(tests)}
 
 
@@ -97,9 +109,12 @@ def sentence(f: dict) -> str:
     where = f"{steps} grid step{'s' if steps != 1 else ''}" + (" or more" if wide["edge"] and steps else "")
     head = {"yes": "transfers", "no": "does not transfer", "undetermined": "transfer undetermined"}[f["transfers"]]
     why = " (a best rate on the grid's edge: widen the grid)" if f["transfers"] == "undetermined" else ""
+    cost = "it is the proxy's rate" if wide["steps"] == 0 else \
+        f"at the proxy's rate it loses {_cost(wide, 1).split(' (')[0]} nats on val half b"
+    per_seed = ", ".join(f"{v:+d}" for v in f["seed_steps"].values())
     return (f"**{f['label']}: {head}{why}.** The widest model's ({wide['width']}) best rate {wide['chosen']:g} lies "
-            f"{where} from the {proxy['width']}-wide proxy's {proxy['chosen']:g}; at the proxy's rate it loses "
-            f"{_cost(wide, 1).split(' (')[0]} nats on val half b.")
+            f"{where} from the {proxy['width']}-wide proxy's {proxy['chosen']:g}; {cost}. Chosen per seed, the "
+            f"widest's best rate lies {per_seed} grid steps from the proxy's ({len(f['seed_steps'])} seeds).")
 
 
 def transfer_section(result: dict) -> str:
@@ -116,11 +131,38 @@ def transfer_section(result: dict) -> str:
         parts += [sentence(f), "", markdown_table(
             ("width", "best rate (half a)", "grid steps from the proxy's", "each seed's best rate (half a)",
              "loss at the proxy's rate − at its own, half b (nats)"), rows), ""]
-    return "\n".join(parts + ["![loss against learning rate, one curve per width](lr_transfer.png)"])
+    return "\n".join(parts + gaps_part(result["families"]) +
+                     ["![loss against learning rate, one curve per width](lr_transfer.png)"])
+
+
+def _gap(g: dict) -> str:
+    d = g["gap"]
+    if not math.isfinite(d.p):
+        return f"{d.diff:+.3f} (one seed)"
+    return f"{d.diff:+.3f} ± {d.half:.3f}" + (f" (p = {g['p_holm']:.3f})" if g["p_holm"] >= 0.001 else " (p < 0.001)")
+
+
+def gaps_part(families: list[dict]) -> list[str]:
+    """Whether the whole loss-against-rate curve moves with width: the widest minus the proxy at every rate."""
+    grid = sorted({g["lr"] for f in families for g in f["gaps"]})
+    cell = {(f["label"], g["lr"]): _gap(g) for f in families for g in f["gaps"]}
+    lines = ["The whole curve, widest minus proxy at every rate (val half b, paired by seed, Holm-adjusted over "
+             "each family's rates): where muP holds, the curves coincide and any rate chosen on the proxy "
+             "transfers.", ""]
+    for f in families:
+        hits = [g for g in f["gaps"] if math.isfinite(g["gap"].p) and g["p_holm"] < 0.05]
+        big = max(f["gaps"], key=lambda g: abs(g["gap"].diff))
+        lines.append(f"- {f['label']}: the largest gap {_gap(big)} nats at lr {big['lr']:g}; a gap detected at "
+                     f"{len(hits)} of {len(f['gaps'])} rates.")
+    table = markdown_table(("lr", *(f"{f['label']}: widest − proxy (nats)" for f in families)),
+                           [(f"{lr:g}", *(cell.get((f["label"], lr), "—") for f in families)) for lr in grid])
+    return lines + ["", table, ""]
 
 
 def transfer_json(result: dict) -> list[dict]:
     return [{**{k: f[k] for k in ("label", "grid", "proxy_lr", "transfers")},
+             "seed_steps": {str(s): v for s, v in f["seed_steps"].items()},
+             "gaps": [{"lr": g["lr"], **g["gap"].as_dict(), "p_holm": g["p_holm"]} for g in f["gaps"]],
              "rows": [{**{k: r[k] for k in ("width", "chosen", "edge", "steps")}, "cost": r["cost"].as_dict(),
                        "p_holm": r.get("p_holm"), "seed_best": {str(s): v for s, v in r["seed_best"].items()},
                        "mean_loss_by_lr": {str(lr): v for lr, v in r["mean_by_lr"].items()}} for r in f["rows"]]}
