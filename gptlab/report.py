@@ -5,6 +5,7 @@
     python -m gptlab.report runs/multirun/2026-11-27_21-00-00 compare=hf:gpt2  # + GPT-2 scored live on the same tokens
     python -m gptlab.report runs/multirun/2026-11-27_23-43-33 predict=124M,1.5B   # + the L(N) fit's predictions
     python -m gptlab.report runs/multirun/2026-12-01_00-00-00 baseline=sched=cosine   # verdicts against that arm
+    python -m gptlab.report runs/multirun/2026-12-01_00-00-00 generations=generations  # + python -m gptlab.generations
     python -m gptlab.report --help
 
 Writes <out>/report.md, report.json, val_curves.png, loss_vs_params.png and, with cooldown branches, cooldowns.png
@@ -42,10 +43,13 @@ def check(cfg) -> dict:
     int_at(cfg, "batch_size", 1)
     require(isinstance(cfg.log_x, bool), f"log_x must be true or false, got {cfg.log_x!r}")
     resolve_device(cfg.device)
+    if cfg.generations:
+        from gptlab.analysis.generations import read_generations
+        read_generations(cfg.generations)  # a missing file is refused before any run is read
     require(cfg.baseline is None or isinstance(cfg.baseline, str),
             f"baseline must be an arm's overrides as one string (baseline=sched=cosine), got {cfg.baseline!r}")
     return dict(paths=paths, out=cfg.out, log_x=cfg.log_x, compare=as_list(cfg.compare), predict=predict,
-                baseline=cfg.baseline,
+                baseline=cfg.baseline, generations=cfg.generations,
                 data_dir=cfg.data_dir, batch_size=cfg.batch_size, device=cfg.device)
 
 

@@ -159,7 +159,7 @@ def test_finetune_derives_its_block_from_the_weights(run_folder, tmp_path, capsy
     assert "model architecture taken from the weights" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("name", ["train", "eval", "sample", "prepare", "report", "bench", "hf"])
+@pytest.mark.parametrize("name", ["train", "eval", "sample", "prepare", "report", "bench", "hf", "generations"])
 def test_help_lists_the_entry_points_own_keys(name):
     p = subprocess.run([sys.executable, "-m", f"gptlab.{name}", "--help"], cwd=ROOT, capture_output=True, text=True,
                        timeout=60, env={**os.environ, "GPTLAB_JEMALLOC": "0"})
@@ -176,7 +176,8 @@ def test_help_lists_the_entry_points_own_keys(name):
 
 def test_eval_and_train_refusals_share_exit_codes_with_every_entry_point():
     """The table the README gives: 2 refused before work, 1 failed during it (a damaged checkpoint)."""
-    codes = {n: entry(n, "nope=1")[0] for n in ("train", "eval", "sample", "prepare", "report", "bench", "hf")}
+    names = ("train", "eval", "sample", "prepare", "report", "bench", "hf", "generations")
+    codes = {n: entry(n, "nope=1")[0] for n in names}
     assert codes == dict.fromkeys(codes, 2)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "gptlab"
-ENTRY_POINTS = {"train", "eval", "sample", "prepare", "report", "bench", "hf"}
+ENTRY_POINTS = {"train", "eval", "sample", "prepare", "report", "bench", "hf", "generations"}
 MAX_FILE_LINES, MAX_FUNCTION_LINES = 400, 60
 
 

@@ -3,8 +3,9 @@
     python -m gptlab.report runs=runs/multirun/2026-11-27_21-00-00            # the command line over this module
     python -c "from gptlab.analysis.report import write_report; print(write_report(['runs/x'])['table'])"
 
-Writes <out>/report.md, report.json, val_curves.png, loss_vs_params.png (and cooldowns.png) atomically: the
-arms and their verdicts (gptlab/analysis/arms.py, verdicts.py), plateaus measured by cooldowns (cooldowns.py),
+Writes <out>/report.md, report.json, val_curves.png, loss_vs_params.png (and cooldowns.png, lr_transfer.png)
+atomically: the arms and their verdicts (gptlab/analysis/arms.py, verdicts.py), learning-rate transfer across width
+(transfer.py), plateaus measured by cooldowns (cooldowns.py),
 then the single-curve and size fits. Measured rows come from each
 run's summary.json (or its metrics.csv while a run has none); published GPT-2 figures are shown in their own
 section, never in the measured table.
@@ -17,10 +18,12 @@ from gptlab.analysis.arms import compare_arms
 from gptlab.analysis.compare import compare_live
 from gptlab.analysis.cooldowns import cooldown_fits, cooldown_section, cooldowns_json, parse_target, surface_predictions
 from gptlab.analysis.fits import FitError, fit_power_law, fit_record
-from gptlab.analysis.plots import arm_curves_png, cooldowns_png, loss_vs_params_png, val_curves_png
+from gptlab.analysis.generations import generation_section, generations_json, generations_png, read_generations
+from gptlab.analysis.plots import arm_curves_png, cooldowns_png, loss_vs_params_png, lr_transfer_png, val_curves_png
 from gptlab.analysis.published import PUBLISHED, published_section
 from gptlab.analysis.runs import collect_runs, data_key, label_runs, reference_data
 from gptlab.analysis.tables import markdown_table, num, pm
+from gptlab.analysis.transfer import lr_transfer, transfer_json, transfer_section
 from gptlab.analysis.verdicts import arms_json, arms_section
 from gptlab.fs import atomic_write_bytes, atomic_write_json
 from gptlab.units import human
@@ -143,7 +146,8 @@ def runs_section(runs: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def render_report(runs: list[dict], fits: str | None = None, plot_name: str = "val_curves.png") -> str:
+def render_report(runs: list[dict], fits: str | None = None, plot_name: str = "val_curves.png",
+                  generation: str | None = None) -> str:
     ref = reference_data(runs)
     odd = [r["name"] for r in runs if data_key(r) != ref]
     note = (f"Measured rows are scored on the same val tokens only when their data.name and data.val_tokens agree; "
@@ -160,16 +164,19 @@ def render_report(runs: list[dict], fits: str | None = None, plot_name: str = "v
              runs_section(runs), ""]
     if fits is not None:
         parts += [fits, "", "![final loss against parameters](loss_vs_params.png)", ""]
+    if generation is not None:
+        parts += [generation, ""]
     parts += [published_section(), ""]
     return "\n".join(parts)
 
 
 def write_report(paths, out=None, log_x: bool = False, compare: list[str] | None = None, predict=(),
-                 baseline: str | None = None, **compare_kw) -> dict:
+                 baseline: str | None = None, generations=None, **compare_kw) -> dict:
     """Collect runs, fit them, score the compare= models; write report.md, val_curves.png and loss_vs_params.png
     atomically. Returns what was written."""
     for spec in predict:
         model_size(spec)  # a bad size fails before any model is scored
+    gen = read_generations(generations) if generations else None  # refused before anything is scored or written
     runs = collect_runs(paths)
     for r in runs:
         r["plateau"] = plateau_fit(r)
@@ -192,9 +199,17 @@ def write_report(paths, out=None, log_x: bool = False, compare: list[str] | None
         atomic_write_bytes(out / "cooldowns.png", cooldowns_png(cool))
         fits = cooldown_section(cool, cool["predictions"]) + "\n\n" + fits
     verdicts = arms_section(arms)
-    atomic_write_bytes(out / "report.md", render_report(runs, verdicts + "\n\n" + fits).encode())
+    transfer = lr_transfer(arms["arms"])
+    if transfer["families"]:
+        atomic_write_bytes(out / "lr_transfer.png", lr_transfer_png(transfer))
+        verdicts = transfer_section(transfer) + "\n\n" + verdicts
+    if gen is not None:
+        atomic_write_bytes(out / "generations.png", generations_png(gen))
+    atomic_write_bytes(out / "report.md", render_report(runs, verdicts + "\n\n" + fits, generation=(
+        generation_section(gen) if gen is not None else None)).encode())
     atomic_write_json(out / "report.json", report_json(runs, arms, scaling) | {
-        "cooldowns": cooldowns_json(cool, cool["predictions"])})
+        "cooldowns": cooldowns_json(cool, cool["predictions"]), "transfer": transfer_json(transfer),
+        "generation": generations_json(gen) if gen is not None else None})
     return {"out": out, "runs": runs, "scaling": scaling, "arms": arms, "verdicts": verdicts, "cooldowns": cool,
             "table": markdown_table(HEADER, table_rows(runs)), "fits": fits}
 

@@ -37,17 +37,25 @@ def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float |
     return logits
 
 
+def draw(probs: torch.Tensor, generator=None) -> torch.Tensor:
+    """One index per row [B, 1]; `generator` may be a list with one generator a row, so that a row draws what it
+    would draw alone, whatever else the batch holds."""
+    if isinstance(generator, (list, tuple)):
+        return torch.cat([torch.multinomial(probs[i:i + 1], 1, generator=g) for i, g in enumerate(generator)])
+    return torch.multinomial(probs, 1, generator=generator)
+
+
 def sample_next(logits, temperature=1.0, top_k=None, top_p=None, generator=None) -> torch.Tensor:
-    """One token id per row [B, 1] from last-position logits [B, V]."""
+    """One token id per row [B, 1] from last-position logits [B, V] (generator: one, or a list of one a row)."""
     if temperature == 0:
         return logits.argmax(-1, keepdim=True)
     logits = logits / temperature
     if top_k is not None and top_k < logits.size(-1):  # draw among the k best only: same distribution, k not V
         vals, ids = torch.topk(logits, top_k, dim=-1)
         probs = filter_logits(vals, None, top_p).softmax(-1)
-        return ids.gather(-1, torch.multinomial(probs, 1, generator=generator))
+        return ids.gather(-1, draw(probs, generator))
     probs = filter_logits(logits, None, top_p).softmax(-1)
-    return torch.multinomial(probs, 1, generator=generator)
+    return draw(probs, generator)
 
 
 def crop(ids: list[int], block_size: int) -> list[int]:
