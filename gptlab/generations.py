@@ -42,8 +42,10 @@ def check(cfg):
     for key in ("n_prompts", "prompt_tokens", "n_samples", "batch_size"):
         int_at(cfg, key, 1)
     require(isinstance(cfg.seed, int) and not isinstance(cfg.seed, bool), f"seed must be an integer, got {cfg.seed!r}")
-    check_sample(SampleConfig(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_k=cfg.top_k,
-                              top_p=cfg.top_p))
+    check_sample(SampleConfig(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, greedy=cfg.greedy,
+                              top_k=cfg.top_k, top_p=cfg.top_p))
+    if cfg.greedy:
+        cfg.temperature = 0  # argmax decoding: gptlab.model.sampling.sample_next
     resolve_device(cfg.device)
     return cfg, models
 

@@ -121,8 +121,8 @@ def run_generations(models: list[str], prompts: list[dict], cfg, enc, device) ->
         per_prompt["human reference"] = [
             prompt_figures([p["reference"]], [p["reference_ids"]], cfg.max_new_tokens,
                            [continuation_nll(ref, p["ids"], p["reference_ids"])]) for p in prompts]
-    settings = {k: cfg[k] for k in ("prompts", "n_samples", "max_new_tokens", "temperature", "top_k", "top_p", "seed",
-                                    "batch_size")}
+    settings = {k: cfg[k] for k in ("prompts", "n_samples", "max_new_tokens", "temperature", "greedy", "top_k",
+                                    "top_p", "seed", "batch_size")}
     return {"settings": {**settings, "ref": ref_spec, "device": str(device)}, "models": models,
             "prompts": [{"text": p["text"], "reference": p.get("reference")} for p in prompts],
             "samples": texts, "per_prompt": per_prompt}
