@@ -6,7 +6,6 @@ generations.json, and the comparison report's "Generation" section.
 """
 from __future__ import annotations
 
-import io
 import json
 import math
 from pathlib import Path
@@ -85,13 +84,11 @@ def generation_section(result: dict, png: str = "generations.png") -> str:
 def generations_png(result: dict) -> bytes:
     """Grouped bars: distinct-1/2/3, rep-4 and self-BLEU per model, with their intervals as error bars."""
     import numpy as np
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+
+    from gptlab.analysis.plots import figure, png
     keys = ("distinct-1", "distinct-2", "distinct-3", "rep-4", "self-BLEU")
     sums = summaries(result)
-    fig = Figure(figsize=(8, 4.5), layout="constrained")
-    FigureCanvasAgg(fig)
-    ax = fig.subplots()
+    fig, ax = figure()
     width = 0.8 / max(1, len(sums))
     for k, (m, s) in enumerate(sums.items()):
         mean = [s[f].mean if s[f] else np.nan for f in keys]
@@ -99,11 +96,7 @@ def generations_png(result: dict) -> bytes:
         ax.bar(np.arange(len(keys)) + k * width, mean, width, yerr=err, capsize=3, label=m[-40:])
     ax.set_xticks(np.arange(len(keys)) + width * (len(sums) - 1) / 2, keys)
     ax.set(ylabel=f"mean over prompts, {LEVEL:.0%} interval", title="diversity (distinct-n) and repetition")
-    ax.grid(True, axis="y", alpha=0.3)
-    ax.legend(fontsize=8)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    return buf.getvalue()
+    return png(fig, ax)
 
 
 def generations_json(result: dict) -> dict:

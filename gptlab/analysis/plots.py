@@ -13,7 +13,8 @@ import io
 import numpy as np
 
 
-def _figure():
+def figure():
+    """An 8 x 5 inch Agg figure and its one axes: no display, no pyplot state."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     fig = Figure(figsize=(8, 5))
@@ -21,7 +22,8 @@ def _figure():
     return fig, fig.subplots()
 
 
-def _png(fig, ax) -> bytes:
+def png(fig, ax) -> bytes:
+    """The figure as PNG bytes, with a light grid and the legend when anything is labelled."""
     ax.grid(True, alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
@@ -37,7 +39,7 @@ def _short(label: str, limit: int = 70) -> str:
 def val_curves_png(runs: list[dict], log_x: bool = False) -> bytes:
     """Val loss against tokens trained, one line per run, its plateau fit dashed in the same colour (with L_inf in
     the legend); rows scored live (pretrained models) as grey horizontal lines."""
-    fig, ax = _figure()
+    fig, ax = figure()
     for r in runs:
         label = _short(r["label"])
         if r["kind"] != "measured":
@@ -56,14 +58,14 @@ def val_curves_png(runs: list[dict], log_x: bool = False) -> bytes:
     if log_x:
         ax.set_xscale("log")
     ax.set(xlabel="tokens trained", ylabel="validation loss", title="validation loss on the data's val tokens")
-    return _png(fig, ax)
+    return png(fig, ax)
 
 
 def arm_curves_png(result: dict, log_x: bool = False) -> bytes:
     """Val loss against tokens, one line per arm: the mean over its seeds (at its chosen rate) with the 95%
     t-interval of the mean shaded, at the evals after step 0 that every seed logged."""
     from gptlab.analysis.stats import summarize
-    fig, ax = _figure()
+    fig, ax = figure()
     for a in result["arms"]:
         sel = a.get("selection")
         runs = a["by_lr"][sel["chosen"]] if sel else a["runs"]
@@ -81,13 +83,13 @@ def arm_curves_png(result: dict, log_x: bool = False) -> bytes:
         ax.set_xscale("log")
     ax.set(xlabel="tokens trained", ylabel="validation loss",
            title="val loss (all val tokens) at each arm's chosen rate: mean over seeds, 95% interval shaded")
-    return _png(fig, ax)
+    return png(fig, ax)
 
 
 def loss_vs_params_png(runs: list[dict], scaling: dict) -> bytes:
     """Final val loss against parameters (log x): the runs in the size fit filled, others hollow, the fitted
     L(N) curve and each prediction with its 95% interval."""
-    fig, ax = _figure()
+    fig, ax = figure()
     fitted = {id(r) for r in scaling["runs"]}
     for r in runs:
         if r.get("params") and r.get("final_val_loss") is not None:
@@ -109,13 +111,13 @@ def loss_vs_params_png(runs: list[dict], scaling: dict) -> bytes:
     ax.set_xscale("log")
     ax.set(xlabel="parameters (tied embedding counted once, position embeddings not)", ylabel="final validation loss",
            title="final validation loss against model size")
-    return _png(fig, ax)
+    return png(fig, ax)
 
 
 def cooldowns_png(fits: dict) -> bytes:
     """Each constant-rate run's val curve (solid), its branches' cooldowns (thin), the budgets' final losses
     (squares) and the L(D) fit through them (dashed), tokens on a log axis."""
-    fig, ax = _figure()
+    fig, ax = figure()
     for i, s in enumerate(fits["sources"]):
         colour, run = f"C{i % 10}", s["run"]
         pts = [(t, v) for t, v in run["curve"] if t > 0]
@@ -134,7 +136,7 @@ def cooldowns_png(fits: dict) -> bytes:
     ax.set_xscale("log")
     ax.set(xlabel="tokens trained", ylabel="validation loss",
            title="cooldown branches from constant-rate checkpoints (Hägele et al. 2024)")
-    return _png(fig, ax)
+    return png(fig, ax)
 
 
 def coord_check_png(results: list[dict]) -> bytes:

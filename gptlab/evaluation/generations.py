@@ -14,7 +14,7 @@ import math
 import numpy as np
 import torch
 
-from gptlab.data.tokenizer import EOT, N_VOCAB
+from gptlab.data.tokenizer import EOT
 from gptlab.evaluation.textstats import distinct_n, mean, rep_n, self_bleu
 
 
@@ -57,17 +57,17 @@ def generate(model, prompts: list[dict], n_samples: int, max_new_tokens: int, te
     return out
 
 
-@torch.no_grad()
-def continuation_nll(model, prompt_ids: list[int], ids: list[int]) -> tuple[float, int]:
-    """(summed NLL, tokens) of ids after prompt_ids under model, the context cropped to its block size."""
-    if not ids:
-        return 0.0, 0
-    seq = (list(prompt_ids) or [EOT]) + list(ids)
-    seq = seq[-(model.config.block_size + 1):]
-    x = torch.tensor([seq[:-1]], device=model.lm_head.weight.device)
-    logits = model(x)[0][0, -len(ids):, :N_VOCAB].float()  # padded vocabulary slots never take probability
-    targets = torch.tensor(seq[-len(ids):], device=logits.device)
-    return float(torch.nn.functional.cross_entropy(logits, targets, reduction="sum")), len(ids)
+def continuation_nlls(ref, pairs: list[tuple[list[int], list[int]]], batch_size: int, device) -> list[tuple]:
+    """[(summed NLL, tokens)] of each continuation after its prompt under ref, batched by the lm-eval scorer
+    (gptlab.evaluation.tasks.loglikelihood: the 50,257 real logits); an empty continuation is (0.0, 0)."""
+    from gptlab.evaluation.tasks import loglikelihood
+    live = [i for i, (_, ids) in enumerate(pairs) if ids]
+    scores = loglikelihood(ref, [(list(pairs[i][0]) or [EOT], list(pairs[i][1])) for i in live],
+                           ref.config.block_size, batch_size, device, desc="scoring under the reference")
+    out = [(0.0, 0)] * len(pairs)
+    for i, (logprob, _) in zip(live, scores):
+        out[i] = (-logprob, len(pairs[i][1]))
+    return out
 
 
 def prompt_figures(texts: list[str], ids: list[list[int]], cap: int, nll: list[tuple[float, int]] | None) -> dict:
@@ -102,25 +102,20 @@ def sample_models(models: list[str], prompts: list[dict], cfg, enc, device) -> d
 def run_generations(models: list[str], prompts: list[dict], cfg, enc, device) -> dict:
     """Sample every model, score every continuation (and each val prompt's human reference) under the reference
     model, and each prompt's figures: {settings, prompts, samples, per_prompt}."""
-    from tqdm.auto import tqdm
-
     from gptlab.model.load import load_model
     ids = sample_models(models, prompts, cfg, enc, device)
     ref_spec = str(cfg.ref or models[-1])
     ref, _ = load_model(ref_spec, device)
     texts = {m: [[enc.decode(s) for s in per] for per in ids[m]] for m in models}
-    per_prompt = {}
-    with tqdm(total=len(models) * len(prompts), unit="prompt", desc=f"scoring under {ref_spec}") as bar:
-        for m in models:
-            per_prompt[m] = []
-            for p, t, i in zip(prompts, texts[m], ids[m]):
-                nll = [continuation_nll(ref, p["ids"], s) for s in i]
-                per_prompt[m].append(prompt_figures(t, i, cfg.max_new_tokens, nll))
-                bar.update(1)
-    if all(p.get("reference") is not None for p in prompts):  # val prompts: what the document itself went on with
-        per_prompt["human reference"] = [
-            prompt_figures([p["reference"]], [p["reference_ids"]], cfg.max_new_tokens,
-                           [continuation_nll(ref, p["ids"], p["reference_ids"])]) for p in prompts]
+    refs = all(p.get("reference") is not None for p in prompts)  # val prompts: what the document went on with
+    pairs = [(p["ids"], s) for m in models for p, per in zip(prompts, ids[m]) for s in per]
+    pairs += [(p["ids"], p["reference_ids"]) for p in prompts] if refs else []
+    nll = iter(continuation_nlls(ref, pairs, cfg.batch_size, device))  # in the order of pairs
+    per_prompt = {m: [prompt_figures(t, i, cfg.max_new_tokens, [next(nll) for _ in i])
+                      for t, i in zip(texts[m], ids[m])] for m in models}
+    if refs:
+        per_prompt["human reference"] = [prompt_figures([p["reference"]], [p["reference_ids"]], cfg.max_new_tokens,
+                                                        [next(nll)]) for p in prompts]
     settings = {k: cfg[k] for k in ("prompts", "n_samples", "max_new_tokens", "temperature", "greedy", "top_k",
                                     "top_p", "seed", "batch_size")}
     return {"settings": {**settings, "ref": ref_spec, "device": str(device)}, "models": models,

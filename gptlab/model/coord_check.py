@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from gptlab.config import GPTConfig, OptimConfig
@@ -73,9 +74,7 @@ def model_config(width: int, depth: int, mup: bool, depth_mup: bool, base_width:
 
 def slope(xs: list[float], ys: list[float]) -> float:
     """Least-squares slope of log y against log x: 0 is flat, 1 grows in proportion."""
-    lx, ly = [math.log(v) for v in xs], [math.log(max(v, 1e-30)) for v in ys]
-    mx, my = sum(lx) / len(lx), sum(ly) / len(ly)
-    return sum((a - mx) * (b - my) for a, b in zip(lx, ly)) / sum((a - mx) ** 2 for a in lx)
+    return float(np.polyfit(np.log(xs), np.log(np.maximum(ys, 1e-30)), 1)[0])
 
 
 def coord_check(widths=(64, 128, 256, 512), mup: bool = True, depths=None, depth_mup: bool = False, steps: int = 4,

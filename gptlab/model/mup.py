@@ -82,7 +82,7 @@ def param_groups(model, lr: float, weight_decay: float) -> list[dict]:
     lr x hidden_lr and decay / hidden_lr, vectors]; the first group carries the configured rate (what is logged)."""
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     vectors = dict(params=[p for _, p in named if p.dim() < 2], weight_decay=0.0)
-    mult = Multipliers.of(model.config)
+    mult = model.mult
     if mult.standard:
         return [dict(params=[p for _, p in named if p.dim() >= 2], weight_decay=weight_decay), vectors]
     embeddings = [p for n, p in named if p.dim() >= 2 and not is_hidden(n)]
