@@ -59,6 +59,7 @@ def check_bench(cfg) -> None:
 
 def check(cfg):
     """The bench's keys and the train keys it shares, refused before torch is imported; (cfg, preset, run folder)."""
+    from gptlab.config.presets import prepare_command
     from gptlab.data.shards import check_dataset
     check_bench(cfg)
     from hydra.core.hydra_config import HydraConfig
@@ -69,7 +70,7 @@ def check(cfg):
     cfg = validate(cfg)
     if not cfg.synthetic:
         check_dataset(Path(cfg.paths.data_dir) / cfg.data.name,
-                      f"python -m gptlab.prepare data={cfg.data.name}`, or bench on random tokens with `synthetic=true")
+                      f"{prepare_command(cfg.data)}, or bench on random tokens with synthetic=true")
     return cfg, preset, Path(hc.runtime.output_dir)
 
 

@@ -56,11 +56,10 @@ def rewrite(argv: list[str], entry: Entry) -> list[str]:
     """The command line as Hydra overrides: bare words fill the positional keys, aliases renamed, verbatim and list
     values quoted. Hydra's own flags (-m, --cfg job, ...) pass as they are."""
     out, positional, flag_arg, rest = [], list(entry.positional), False, []
-    for a in argv:
+    for i, a in enumerate(argv):
         if flag_arg or a.startswith("-"):
             if not (flag_arg or a in HYDRA_FLAGS):
-                raise Refused(f"{a}: gptlab takes key=value arguments, e.g. {a.lstrip('-').replace('-', '_')}=true "
-                              f"(python -m gptlab.{entry.name} --help lists the keys)")
+                raise Refused(flag_message(a, argv[i + 1] if i + 1 < len(argv) else None, entry.name))
             out.append(a)
             flag_arg = a in HYDRA_FLAGS and a not in ("-m", "--multirun", "--resolve", "--info", "-i")
             continue
@@ -82,6 +81,15 @@ def rewrite(argv: list[str], entry: Entry) -> list[str]:
     return out
 
 
+def flag_message(flag: str, after: str | None, name: str) -> str:
+    """--model 30m (or --model=30m, --greedy) as the key=value it means."""
+    key, eq, value = flag.lstrip("-").replace("-", "_").partition("=")
+    if not eq and after is not None and "=" not in after and not after.startswith("-"):
+        flag, value = f"{flag} {after}", after
+    return (f"{flag}: gptlab takes key=value arguments: write {key}={value or 'true'} (python -m gptlab.{name} "
+            "--help lists the keys)")
+
+
 def given(cfg, key: str):
     """cfg[key], or None where the config leaves it ??? (required, and not given)."""
     from omegaconf import OmegaConf
@@ -90,6 +98,10 @@ def given(cfg, key: str):
 
 def hydra_message(e: BaseException) -> str:
     """Hydra's and OmegaConf's multi-line composition errors as one line."""
+    from gptlab.config.checks import value_message
+    key = getattr(e, "full_key", None)
+    if key and hasattr(e, "msg") and "Value '" in e.msg:
+        return value_message(key, e.msg)
     text = str(e).split("Config search path:")[0]  # Hydra's search path says nothing the user can fix
     text, _, options = text.partition("Available options in")
     lines = [line.strip() for line in text.splitlines() if line.strip()]
@@ -110,16 +122,51 @@ def compose(name: str, overrides: list[str]):
         with initialize_config_dir(str(CONF), version_base="1.3"):
             return hydra_compose(name, overrides, return_hydra_config=True)
     except Exception as e:  # omegaconf and hydra errors: a bad key, value or group option
-        raise Refused(hydra_message(e)) from None
+        unknown = re.match(r"Could not override '([^']+)'", str(e))
+        raise Refused(unknown_key_message(name, overrides, unknown.group(1)) if unknown else hydra_message(e)) \
+            from None
+
+
+def unknown_key_message(name: str, overrides: list[str], key: str) -> str:
+    """A key or group the config does not have, with the close matches from the config the rest composes."""
+    import difflib
+    rest = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") != key]
+    try:
+        cfg = compose(name, rest)
+        keys = flat_keys(cfg) + list(cfg.hydra.runtime.choices)
+    except Refused:  # another bad override: no suggestions
+        keys = []
+    close = difflib.get_close_matches(key, sorted({k for k in keys if not k.startswith("hydra")}), n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]}?" if close else ""
+    return f"{key} is not a key{hint} (python -m gptlab.{name} --help lists the keys)"
+
+
+def flat_keys(cfg, prefix: str = "") -> list[str]:
+    """The dotted keys of a config's leaves (and of its inner nodes, which a command line may set as a whole)."""
+    from omegaconf import DictConfig
+    out = []
+    for k in cfg.keys():
+        node = cfg._get_node(k)
+        out.append(f"{prefix}{k}")
+        if isinstance(node, DictConfig):
+            out += flat_keys(node, f"{prefix}{k}.")
+    return out
+
+
+def one_line_warnings() -> None:
+    """Warnings print as `warning: <message>`, one line, without Python's source line."""
+    import warnings
+    warnings.formatwarning = lambda message, *args, **kwargs: f"warning: {' '.join(str(message).split())}\n"
 
 
 def run(entry: Entry, argv: list[str] | None = None) -> None:
     """The whole life of a non-Hydra-app entry point: --help, compose, check, work, exit codes."""
     argv = sys.argv[1:] if argv is None else argv
-    if "--help" in argv or "-h" in argv:
-        print(help_text(entry))
-        sys.exit(0)
+    one_line_warnings()
     try:
+        if "--help" in argv or "-h" in argv:
+            print(help_text(entry, argv))
+            sys.exit(0)
         cfg = compose(entry.name, rewrite(argv, entry))
     except UserError as e:
         fail(e, 2)
@@ -132,8 +179,10 @@ def do(entry: Entry, cfg, in_sweep: bool = False):
     try:
         checked = entry.check(cfg)
     except UserError as e:
+        forget_job_folder()
         fail(e, 2)  # nothing has been done yet: every refusal here is exit 2
     except OmegaConfBaseException as e:  # a ??? left unset, a value of the wrong type
+        forget_job_folder()
         fail(Refused(hydra_message(e)), 2)
     try:
         return entry.work(checked)
@@ -147,15 +196,37 @@ def do(entry: Entry, cfg, in_sweep: bool = False):
         sys.exit(130)
 
 
+def forget_job_folder() -> None:
+    """A refused command leaves nothing behind: the folder Hydra made for the job is removed when it holds only
+    Hydra's own files (.hydra/ and an empty log), and so are the folders above it that this leaves empty."""
+    import shutil
+
+    from hydra.core.hydra_config import HydraConfig
+    if not HydraConfig.initialized():
+        return
+    hc = HydraConfig.get()
+    out, log = Path(hc.runtime.output_dir), Path(hc.runtime.output_dir) / f"{hc.job.name}.log"
+    if not out.is_dir() or any(p.name not in (".hydra", log.name) for p in out.iterdir()) or \
+            (log.is_file() and log.stat().st_size):
+        return
+    shutil.rmtree(out / ".hydra", ignore_errors=True)
+    log.unlink(missing_ok=True)
+    for folder in (out, *out.parents):
+        if folder == Path.cwd() or any(folder.iterdir()):
+            break
+        folder.rmdir()
+
+
 def run_app(entry: Entry, argv: list[str] | None = None, in_sweep: Callable[[], bool] = lambda: False):
     """An entry point that needs Hydra's app (run folders, -m sweeps, launchers): train and bench. A single run's
     arguments are composed first, so a bad one is refused in one line (exit 2) before Hydra starts the job."""
     import hydra
     argv = sys.argv[1:] if argv is None else argv
-    if "--help" in argv or "-h" in argv:
-        print(help_text(entry))
-        sys.exit(0)
+    one_line_warnings()
     try:
+        if "--help" in argv or "-h" in argv:
+            print(help_text(entry, argv))
+            sys.exit(0)
         overrides = rewrite(argv, entry)
         if not any(a in ("-m", "--multirun") for a in overrides) and not any(a.startswith("-") for a in overrides):
             compose(entry.name, overrides)
@@ -167,52 +238,13 @@ def run_app(entry: Entry, argv: list[str] | None = None, in_sweep: Callable[[], 
     app()
 
 
-def help_text(entry: Entry) -> str:
-    """The entry point's docstring lines of commands, then its keys (conf/<name>.yaml) and groups with comments."""
+def help_text(entry: Entry, argv: list[str]) -> str:
+    """The entry point's commands and keys, with the values the rest of the command line composes
+    (gptlab/config/help.py); a bad argument there is refused as it would be without --help."""
     import importlib
+
+    from gptlab.config import help
+    argv = [a for a in argv if a not in ("--help", "-h", "-m", "--multirun")]
+    cfg = compose(entry.name, rewrite(argv, entry))
     doc = importlib.import_module(f"gptlab.{entry.name}").__doc__ or ""
-    back = {v: k for k, v in entry.aliases.items()}
-    words = " ".join(f"[{p.rstrip('*')}{' ...' if p.endswith('*') else ''}]" for p in entry.positional)
-    lines = [doc.strip().splitlines()[0], "", f"usage: python -m gptlab.{entry.name} {words + ' ' if words else ''}"
-             "key=value ...", ""]
-    for key, value, comment in yaml_keys(CONF / f"{entry.name}.yaml"):
-        if key.startswith("hydra") or key == "defaults":
-            continue
-        if key.startswith("group:"):
-            group, default = key[6:], value
-            options = sorted(p.stem for p in (CONF / group).glob("*.yaml"))
-            lines.append(f"  {group}={'|'.join(options)}  (default {default}){'  # ' + comment if comment else ''}")
-            if (CONF / group / f"{default}.yaml").is_file() and group not in ("experiment", "callbacks"):
-                lines += [f"    {group}.{k}: {v}  # {c}" if c else f"    {group}.{k}: {v}"
-                          for k, v, c in yaml_keys(CONF / group / f"{default}.yaml") if not k.startswith("group:")]
-            continue
-        key = back.get(key, key)
-        lines.append(f"  {key}: {value}" + (f"  # {comment}" if comment else ""))
-    return "\n".join(lines)
-
-
-def yaml_keys(path: Path) -> list[tuple[str, str, str]]:
-    """(dotted key, value, comment) of a config file's leaves, read as text so the comments survive; defaults-list
-    entries come back as ('group:<name>', option, comment)."""
-    out, stack, in_defaults = [], [], False
-    for raw in path.read_text().splitlines():
-        body, _, comment = raw.partition(" #")
-        if not body.strip() or body.lstrip().startswith("#"):
-            continue
-        indent = len(body) - len(body.lstrip())
-        m = re.match(r"\s*(- )?([\w/@.\-]+):\s*(.*)$", body)
-        if not m:
-            continue
-        dash, key, value = m.groups()
-        if dash and in_defaults:
-            if not key.startswith(("override", "hydra")) and value not in ("null", ""):
-                out.append((f"group:{key}", value.strip(), comment.strip()))
-            continue
-        stack = [s for s in stack if s[0] < indent]
-        in_defaults = indent == 0 and key == "defaults"
-        if value.strip() == "" and not in_defaults:
-            stack.append((indent, key))
-            continue
-        if not in_defaults:
-            out.append((".".join([s[1] for s in stack] + [key]), value.strip(), comment.strip()))
-    return out
+    return help.text(entry.name, doc, cfg, entry.aliases, entry.positional)

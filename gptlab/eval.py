@@ -63,6 +63,7 @@ def run_defaults(cfg) -> Path | None:
 
 def check(cfg):
     """Every option refused before torch is imported: the model spec, numbers, device, tasks, the dataset."""
+    from gptlab.config.presets import prepare_command
     from gptlab.data.shards import check_dataset
     msg = check_spec(cli.given(cfg, "spec"))
     require(msg is None, msg or "")
@@ -79,11 +80,7 @@ def check(cfg):
     cfg.tasks = task_list(OmegaConf.to_object(cfg.tasks) if OmegaConf.is_config(cfg.tasks) else cfg.tasks)
     require(cfg.max_tokens or cfg.tasks, "nothing to evaluate: max_tokens=0 and no tasks")
     if cfg.max_tokens:
-        group = cfg.hydra.runtime.choices.get("data")
-        name = f" data.name={cfg.data.name}" if group != cfg.data.name else ""
-        cmd = f"python -m gptlab.prepare data={group}{name}" if not cfg.run_dir else \
-            f"python -m gptlab.prepare data={cfg.data.source} data.name={cfg.data.name}"
-        check_dataset(Path(cfg.paths.data_dir) / cfg.data.name, cmd)
+        check_dataset(Path(cfg.paths.data_dir) / cfg.data.name, prepare_command(cfg.data))
     return cfg
 
 

@@ -83,6 +83,14 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def atomic_symlink(link: str | os.PathLike, target: str | os.PathLike) -> None:
+    """`link` -> `target` (relative to the link's folder), replacing an older link in one rename."""
+    link = Path(link)
+    tmp = temp_path(link)
+    os.symlink(os.path.relpath(target, link.parent), tmp)
+    os.replace(tmp, link)
+
+
 def atomic_write_json(path: str | os.PathLike, obj) -> None:
     """`obj` as indented JSON (non-JSON values as str), atomically."""
     atomic_write_text(path, json.dumps(obj, indent=2, default=str) + "\n")

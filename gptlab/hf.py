@@ -16,7 +16,7 @@ from pathlib import Path
 
 from gptlab import cli
 from gptlab.config.checks import bool_at, require
-from gptlab.model.spec import check_spec
+from gptlab.model.spec import canonical, check_spec
 
 ACTIONS = ("export", "import")
 
@@ -26,8 +26,8 @@ def check(cfg):
     require(action in ACTIONS, f"the action must be one of {', '.join(ACTIONS)}, got {action!r} "
             "(python -m gptlab.hf export <run> <folder> | import hf:<name> <file.ckpt>)")
     spec = cli.given(cfg, "spec")
-    if action == "import" and spec and not str(spec).startswith("hf:") and (Path(spec) / "config.json").is_file():
-        cfg.spec = spec = f"hf:{spec}"  # a local Hugging Face folder
+    if spec:
+        cfg.spec = spec = canonical(spec)  # a local Hugging Face folder gets its hf:
     msg = check_spec(spec)
     require(msg is None, msg or "")
     require(action == "export" or str(cfg.spec).startswith("hf:"),

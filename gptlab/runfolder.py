@@ -36,8 +36,10 @@ def resume_paths(resume: str | None, run_dir: str) -> tuple[Path, Path | None]:
     """(run folder to write into, checkpoint to resume from). Resuming a run folder continues in that folder."""
     if not resume:
         return Path(run_dir), None
-    p = Path(resume)
+    p = Path(resume).resolve() if Path(resume).is_symlink() else Path(resume)  # runs/last: the run it names now
     ckpt = p / "checkpoints" / "last.ckpt" if p.is_dir() else p
+    if not p.exists():
+        raise ConfigError(f"resume={resume}: no such run folder or .ckpt file")
     if not ckpt.is_file():
         raise ConfigError(f"resume={resume}: no checkpoint at {ckpt} (give a run folder or a .ckpt file)")
     return (p if p.is_dir() else ckpt.parent.parent), ckpt

@@ -16,7 +16,6 @@ a bad one fails in well under a second.
 from __future__ import annotations
 
 import sys
-import warnings
 from pathlib import Path
 
 from gptlab import cli
@@ -58,7 +57,6 @@ def write(s: str) -> None:
 def work(checked) -> None:
     """Load the model and print num_samples continuations of the prompt, one after another."""
     cfg, text = checked
-    warnings.formatwarning = lambda message, *args, **kwargs: f"warning: {message}\n"
     sys.stdout.reconfigure(errors="replace")  # a terminal that cannot show a character gets '?', not a crash
     import torch
 

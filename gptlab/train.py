@@ -23,7 +23,7 @@ from pathlib import Path
 from gptlab import cli
 from gptlab.config import ConfigError, RunConfig, resolve_micro_batch, run_config
 from gptlab.devices import resolve_device
-from gptlab.model.spec import architecture
+from gptlab.model.spec import architecture, check_reachable
 from gptlab.runfolder import read_summary
 
 
@@ -35,7 +35,8 @@ def hydra_state() -> tuple[dict, str | None, int | None]:
         return {}, None, None
     hc = HydraConfig.get()
     sweep = Path(hc.sweep.dir).name if hc.mode == RunMode.MULTIRUN else None
-    return dict(hc.runtime.choices), sweep, hc.launcher.get("n_jobs")
+    choices = {k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra")}
+    return choices, sweep, hc.launcher.get("n_jobs")
 
 
 def job_name() -> str | None:
@@ -67,6 +68,8 @@ def recipe(cfg, choices: dict) -> str:
     """The presets in force, and a warning when the recipe was tuned for another model than the chosen one."""
     r = cfg.get("recipe") or {}
     model = choices.get("model")
+    if not choices:  # a run saved before its presets were recorded
+        return "the run's own config.yaml"
     text = f"experiment={choices.get('experiment')}, model={model}"
     if r.get("model") and model and r["model"] != model:
         text += f" (the recipe was tuned for model={r['model']}; {r.get('hint', 'tune optim.lr and data.batch_size')})"
@@ -75,6 +78,10 @@ def recipe(cfg, choices: dict) -> str:
 
 def check(cfg) -> tuple[RunConfig, object]:
     """Everything that can be refused, refused before torch is imported; returns the typed run and its lock."""
+    from omegaconf import open_dict
+
+    from gptlab.config.presets import prepare_command
+    from gptlab.data.shards import check_dataset
     from gptlab.runfolder import resume_paths
     from gptlab.training.runlock import claim
     choices, sweep, _ = hydra_state()
@@ -84,7 +91,13 @@ def check(cfg) -> tuple[RunConfig, object]:
         cfg, changes = resume_config(cfg)
     elif cfg.get("branch"):
         cfg, changes, branch_step = branch_source(cfg)
+    if cfg.get("resume") or cfg.get("branch"):
+        choices = dict(cfg.get("choices") or {})  # the presets the run was composed from, not this command's
+    else:
+        with open_dict(cfg):
+            cfg.choices = choices  # config.yaml records them
     if cfg.get("init") and not cfg.get("resume"):
+        check_reachable(cfg.init)
         cfg.model.update(architecture(cfg.init, keep=("dropout",), into=cfg.model))  # the weights set the shape
     key = "device" if cfg.trainer.get("accelerator") == cfg.get("device") else "trainer.accelerator"
     accelerator = resolve_device(cfg.trainer.get("accelerator", "auto"), key)
@@ -97,6 +110,7 @@ def check(cfg) -> tuple[RunConfig, object]:
     run_dir, ckpt = resume_paths(run.resume, run.paths.run_dir)
     lock = claim(run_dir, resuming=bool(run.resume))  # a second writer is refused before torch is imported
     try:
+        check_dataset(Path(run.paths.data_dir) / run.data.name, prepare_command(run.resolved["data"]))
         if ckpt is not None:  # read (weights_only) before anything runs: a damaged or unsafe file is refused here
             from gptlab.training.guards import checkpoint_step
             run.resume_step = checkpoint_step(ckpt)
@@ -181,28 +195,33 @@ def check_launch(run: RunConfig) -> None:
 
 
 def work(checked) -> float | None:
+    """Train (or find the run finished), then its cooldown branches; the best val loss, which an Optuna sweep
+    minimises. A Ctrl-C stops at the next step boundary with last.ckpt written, then exits 130."""
     from gptlab.training.fit import fit
     run, lock = checked
     try:
         if run.resume_step is not None and run.resume_step >= run.trainer.max_steps:
-            best = finished(run)
+            summary, stopped = finished(run), None
         else:
-            best = fit(run, launcher_jobs=hydra_state()[2])
-        if run.cooldown.branches and read_summary(run.paths.run_dir).get("steps") == run.trainer.max_steps:
+            outcome = fit(run, launcher_jobs=hydra_state()[2])
+            summary, stopped = outcome.summary or {}, outcome.stopped
+        if run.cooldown.branches and read_summary(run.paths.run_dir).get("finished", True) and not stopped:
             from gptlab.training.branches import run_branches
             run_branches(run, launcher_jobs=hydra_state()[2])
-        return best
     finally:
         if lock is not None:
             lock.release()
+    if stopped == "SIGINT":
+        sys.exit(130)
+    return summary.get("best_val_loss")
 
 
-def finished(run: RunConfig) -> float | None:
-    """A resume of a run that reached its max_steps changes nothing, and says how to extend it."""
+def finished(run: RunConfig) -> dict:
+    """A resume of a run that reached its max_steps changes nothing, and says how to extend it; its summary."""
     print(f"{run.paths.run_dir} finished at step {run.resume_step} (trainer.max_steps={run.trainer.max_steps}); "
           f"nothing to do. Extend it: python -m gptlab.train resume={run.paths.run_dir} "
           f"trainer.max_steps={run.trainer.max_steps * 2}")
-    return read_summary(run.paths.run_dir).get("best_val_loss")
+    return read_summary(run.paths.run_dir)
 
 
 def resume_argv(argv: list[str]) -> list[str]:
@@ -212,7 +231,9 @@ def resume_argv(argv: list[str]) -> list[str]:
     resume = next((a.split("=", 1)[1] for a in argv if a.startswith("resume=")), None)
     if not resume:
         return argv
-    p = Path(resume)
+    p = Path(resume).resolve() if Path(resume).is_symlink() else Path(resume)  # runs/last: the run it names now
+    if not p.exists():  # refused by the checks, which name it
+        return argv
     folder = p if p.is_dir() else p.parent.parent
     return argv + [f"hydra.run.dir={cli.hydra_quote(str(folder))}", "hydra.output_subdir=null"]
 

@@ -243,7 +243,7 @@ def test_a_preset_requirement_is_not_lost_in_the_merge(bases):
     (["seed=-1"], "config error: seed must be an integer >= 0 and <= 4294967295, got -1"),
     (["optim.lr=inf"], "config error: optim.lr must be a finite number, got inf"),
     (["data.block_size=0"], "config error: data.block_size=0 must be between 1 and model.block_size=32"),
-    (["resume=/no/such/run"], "config error: resume=/no/such/run: no checkpoint at /no/such/run (give a run folder"),
+    (["resume=/no/such/run"], "config error: resume=/no/such/run: no such run folder or .ckpt file"),
     (["experiment=finetune"], "config error: init must be set: experiment=finetune needs the weights to start from: "
                               "init=<run folder, .ckpt or hf:gpt2 ... hf:gpt2-xl>"),
     (["experiment=finetune", "init=/no/such.ckpt"], "config error: init=/no/such.ckpt: no such run folder or .ckpt"),
@@ -300,7 +300,7 @@ def test_damaged_manifest_is_refused(tmp_path, manifest, message):
     (tmp_path / "ds").mkdir()
     path = tmp_path / "ds" / "manifest.json"
     path.write_bytes(manifest if isinstance(manifest, bytes) else manifest.encode())
-    with pytest.raises(ShardError, match=rf"manifest\.json: {message}.*python -m gptlab\.prepare data=ds"):
+    with pytest.raises(ShardError, match=rf"manifest\.json: {message}.*gptlab\.prepare data.name=ds force=true"):
         load_manifest(tmp_path / "ds")
 
 
@@ -315,8 +315,10 @@ def test_truncated_checkpoint_is_refused_clearly(tmp_path, cut):
     data = path.read_bytes()
     path.write_bytes({"empty": b"", "half": data[:len(data) // 2], "last_byte": data[:-1]}[cut])
     for load in (checkpoint_step, load_model):
-        with pytest.raises(LoadError, match=rf"{path}: not a readable torch checkpoint \(truncated or another "
-                                            rf"format\): \w+"):
+        size = len(path.read_bytes())
+        with pytest.raises(LoadError, match=rf"^{path}: damaged or truncated \({size:,} bytes\), or not "
+                                            r"a torch checkpoint; use another checkpoint \(a run keeps last\.ckpt "
+                                            r"and best\.ckpt\) or train again$"):
             load(path)
 
 
@@ -329,7 +331,8 @@ def test_truncated_last_checkpoint_on_resume(tiny_data, tmp_path):
     (run / "checkpoints" / "last.ckpt").write_bytes(b"PK\x03\x04 truncated")
     p = run_train([f"resume={run}", f"hydra.run.dir={tmp_path / 'call'}"], tiny_data, tmp_path, check=False)
     assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr[-3000:]
-    assert f"error: {run}/checkpoints/last.ckpt: not a readable torch checkpoint (truncated" in p.stderr
+    assert p.stderr.strip() == f"error: {run}/checkpoints/last.ckpt: damaged or truncated (14 bytes), or not a torch " \
+                               "checkpoint; use another checkpoint (a run keeps last.ckpt and best.ckpt) or train again"
     assert sorted(os.listdir(run)) == ["checkpoints"]
 
 

@@ -66,7 +66,17 @@ REFUSED = [  # (entry point, arguments, the start of its one line)
      "config error: max_tokens (0 = no perplexity) must be an integer >= 0"),
     ("eval", ["model=hf:gpt2", "tasks=lambada,nope"], "config error: tasks: unknown task(s) ['nope']"),
     ("eval", ["model=runs/no/such"], "config error: cannot load 'runs/no/such': no such run folder or file"),
-    ("eval", ["model=hf:gpt2", "nope=1"], "error: Could not override 'nope'."),
+    ("eval", ["model=hf:gpt2", "nope=1"], "error: nope is not a key (python -m gptlab.eval --help lists the keys)"),
+    ("eval", ["model=hf:gpt2", "ctxx=1"], "error: ctxx is not a key; did you mean ctx? (python -m gptlab.eval --help"),
+    ("train", ["trainer.max_step=10"], "error: trainer.max_step is not a key; did you mean trainer.max_steps? "
+                                       "(python -m gptlab.train --help lists the keys)"),
+    ("train", ["modle=30m"], "error: modle is not a key; did you mean model?"),
+    ("train", ["--model", "30m"], "error: --model 30m: gptlab takes key=value arguments: write model=30m "
+                                  "(python -m gptlab.train --help lists the keys)"),
+    ("sample", ["--model=runs/x"], "error: --model=runs/x: gptlab takes key=value arguments: write model=runs/x"),
+    ("train", ["optim.lr=abc"], "config error: optim.lr must be a number, got 'abc'"),
+    ("train", ["model.bias=maybe"], "config error: model.bias must be true or false, got 'maybe'"),
+    ("train", ["resume=runs/nope"], "config error: resume=runs/nope: no such run folder or .ckpt file"),
     ("sample", ["model=hf:gpt2", "temperature=0"], "config error: temperature must be > 0, got 0.0; for greedy"),
     ("train", ["model=huge"], "error: In 'train': Could not find 'model/huge' (options in 'model': 30m, gpt2"),
     ("train", ["optim.lr=0"], "config error: optim.lr must be > 0, got 0.0"),
@@ -76,7 +86,7 @@ REFUSED = [  # (entry point, arguments, the start of its one line)
     ("prepare", ["workers=0"], "config error: workers must be an integer >= 1 or null, got 0"),
     ("report", [], "config error: no runs given"),
     ("report", ["runs/no/such"], "error: runs/no/such: no such file or folder"),
-    ("report", ["runs", "--log-x"], "error: --log-x: gptlab takes key=value arguments, e.g. log_x=true"),
+    ("report", ["runs", "--log-x"], "error: --log-x: gptlab takes key=value arguments: write log_x=true"),
     ("report", ["runs", "predict=lots"], "error: predict=lots: 'lots' is not a count"),
     ("hf", [], "config error: the action must be one of export, import"),
     ("hf", ["export"], "config error: model= is required"),
@@ -111,12 +121,30 @@ def test_export_into_a_full_folder_asks_for_overwrite_true(tmp_path):
     assert (tmp_path / "out" / "keep.txt").read_text() == "mine"
 
 
-def test_a_missing_dataset_is_refused_with_the_prepare_command(tmp_path):
-    code, torch, err = entry("eval", "model=hf:gpt2", "data=text", "data.name=nothere",
-                             env={"GPTLAB_DATA": str(tmp_path)})
+PREPARE = [  # (entry point, its data arguments, the prepare command the refusal gives)
+    ("eval", ["model=hf:gpt2", "data=text", "data.name=nothere"], "python -m gptlab.prepare data=text "
+     "data.name=nothere data.source_args.paths=[FILES] (your .txt or .jsonl files or folders)"),
+    ("train", ["data=text", "data.name=nothere"], "python -m gptlab.prepare data=text data.name=nothere "
+     "data.source_args.paths=[FILES] (your .txt or .jsonl files or folders)"),
+    ("train", ["data=text", "data.name=nothere", "data.source_args.paths=[a.txt,b]", "data.source_args.seed=3"],
+     "python -m gptlab.prepare data=text data.name=nothere data.source_args.paths=[a.txt,b] data.source_args.seed=3"),
+    ("train", ["data=openwebtext"], "python -m gptlab.prepare data=openwebtext"),
+    ("bench", ["data=openwebtext"], "python -m gptlab.prepare data=openwebtext, or bench on random tokens with "
+     "synthetic=true"),
+]
+
+
+@pytest.mark.parametrize("name,args,command", PREPARE, ids=[f"{n} {' '.join(a)}" for n, a, _ in PREPARE])
+def test_a_missing_dataset_is_refused_at_once_with_the_command_that_prepares_it(name, args, command, tmp_path):
+    """Before torch is imported, exit 2, the full prepare command (which itself composes: the command is valid)."""
+    code, torch, err = entry(name, *args, env={"GPTLAB_DATA": str(tmp_path), "GPTLAB_RUNS": str(tmp_path / "runs")})
+    name = [a.split("=")[1] for a in args if a.startswith(("data.name=", "data="))][-1]
     assert code == 2 and not torch
-    assert one_line(err) == f"error: {tmp_path / 'nothere'} holds no prepared dataset; run `python -m gptlab.prepare " \
-                            "data=text data.name=nothere` first"
+    assert one_line(err) == f"error: {tmp_path / name} holds no prepared dataset; prepare it first: {command}"
+    assert not (tmp_path / "runs").exists()  # a refused train leaves no run folder behind
+    from gptlab import cli
+    words = command.split(" (")[0].split(", or ")[0].split()[3:]
+    cli.compose("prepare", [w.replace("[FILES]", "[x.txt]") for w in words])  # the command it gives is accepted
 
 
 @pytest.mark.parametrize("args", [["data=openwebtext"], ["data=hf", "data.source_args.path=someone/corpus"]])
@@ -170,8 +198,35 @@ def test_help_lists_the_entry_points_own_keys(name):
     if name in ("eval", "sample"):  # their own keys, not train's groups
         assert "  model: ???  # the model: run folder" in out and "model=30m" not in out and "optim" not in out
     if name == "train":
-        assert "model=30m|gpt2|gpt2-large|gpt2-medium|gpt2-xl|tiny  (default tiny)" in out
+        assert "  model=tiny  (30m|gpt2|gpt2-large|gpt2-medium|gpt2-xl|tiny)" in out
         assert "    model.n_layer: 4  # transformer blocks" in out and "  seed: 1337  #" in out
+
+
+PLAIN_RUN = {"trainer.max_steps": 1200, "optim.lr": 0.002, "sched.warmup_steps": 30, "data.batch_size": 4,
+             "data.val_tokens": 16384, "trainer.eval_interval": 200}  # what a plain run uses (the default experiment)
+
+
+def help_values(*args) -> dict:
+    p = subprocess.run([sys.executable, "-m", "gptlab.train", *args, "--help"], cwd=ROOT, capture_output=True,
+                       text=True, timeout=60, env={**os.environ, "GPTLAB_JEMALLOC": "0"})
+    assert p.returncode == 0, p.stderr
+    pairs = [line.strip().split("  #")[0].split(": ", 1) for line in p.stdout.splitlines() if ": " in line]
+    return {k: v for k, v in (p for p in pairs if len(p) == 2)}
+
+
+def test_help_shows_the_values_a_plain_run_uses_and_those_of_the_line_it_ends():
+    import yaml
+    plain = help_values()
+    assert {k: yaml.safe_load(plain[k]) for k in PLAIN_RUN} == PLAIN_RUN  # not the group files' 1500, 1e-3
+    assert plain["model.n_embd"] == "64" and plain["sample.prompt"] == "null"
+    line = help_values("model=30m", "optim.lr=1e-4", "sched=wsd")
+    assert (line["model.n_embd"], line["optim.lr"], line["sched.decay_shape"]) == ("384", "0.0001", "linear")
+
+
+def test_help_refuses_a_bad_argument_beside_it_as_a_run_would():
+    code, _, err = entry("train", "trainer.max_step=3", "--help")
+    assert code == 2 and one_line(err).startswith("error: trainer.max_step is not a key; did you mean "
+                                                  "trainer.max_steps")
 
 
 def test_eval_and_train_refusals_share_exit_codes_with_every_entry_point():
@@ -185,7 +240,8 @@ def test_a_damaged_checkpoint_fails_during_the_work_with_exit_1(tmp_path):
     bad = tmp_path / "bad.ckpt"
     bad.write_bytes(b"PK\x03\x04 truncated")
     code, _, err = entry("sample", f"model={bad}", "max_new_tokens=2")
-    assert code == 1 and one_line(err).startswith(f"error: {bad}: not a readable torch checkpoint")
+    assert code == 1 and one_line(err) == f"error: {bad}: damaged or truncated (14 bytes), or not a torch " \
+        "checkpoint; use another checkpoint (a run keeps last.ckpt and best.ckpt) or train again"
 
 
 def test_hf_export_accepts_overwrite_true_as_its_message_says(tmp_path):

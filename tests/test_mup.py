@@ -152,7 +152,7 @@ def test_hf_export_folds_the_multipliers_into_the_weights(tmp_path, kw):
 @pytest.mark.parametrize("override,message", [
     ("model.mup_base_width=0", "model.mup_base_width must be null (off) or a positive integer, got 0"),
     ("model.mup_base_depth=-2", "model.mup_base_depth must be null (off) or a positive integer, got -2"),
-    ("model.mup_base_depth=1.5", "model.mup_base_depth: Value '1.5' of type 'float' could not be converted")])
+    ("model.mup_base_depth=1.5", "model.mup_base_depth must be an integer, got '1.5'")])
 def test_bad_mup_settings_are_refused(override, message):
     from helpers import composed
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):

@@ -21,8 +21,9 @@ import pytest
 from helpers import ROOT, run_train
 from test_reliability import metric_rows, sigkill, start_train, wait_for
 
-RUN = ["trainer.max_steps=24", "trainer.eval_interval=8", "trainer.log_every_n_steps=2", "data.global_batch=8",
-       "model.dropout=0.1"]  # accumulation 2 and dropout: the micro-batch stream and the RNG state are exercised
+RUN = ["trainer.max_steps=22", "trainer.eval_interval=8", "trainer.log_every_n_steps=2", "data.global_batch=8",
+       "model.dropout=0.1"]  # accumulation 2 and dropout: the micro-batch stream and the RNG state are exercised; the
+# last step, 22, is no multiple of the eval interval: it validates all the same, uninterrupted or resumed
 TIMED = ("wall_time_s",)  # the summary's one figure that measures time
 
 
@@ -41,11 +42,13 @@ def reference(tiny_data, tmp_path_factory):
     return runs / "ref"
 
 
-def resume_until_done(run: Path, data, runs, tries=4, steps=24):
+def resume_until_done(run: Path, data, runs, tries=4, steps=22):
     """resume=<run> alone, as often as its stop_after slices need, until the run has all its steps."""
     for _ in range(tries):
         p = run_train([f"resume={run}"], data, runs, extra=False)
-        if (run / "summary.json").is_file() and json.loads((run / "summary.json").read_text())["steps"] == steps:
+        done = json.loads((run / "summary.json").read_text()) if (run / "summary.json").is_file() else {}
+        if done.get("finished"):
+            assert done["steps"] == done["final_val_step"] == steps
             return p
     raise AssertionError(f"{run} did not finish in {tries} resumes")
 
@@ -55,7 +58,12 @@ def resume_until_done(run: Path, data, runs, tries=4, steps=24):
 def test_stop_after_then_resume_alone_gives_the_uninterrupted_records(reference, tiny_data, tmp_path, stop_after):
     run = tmp_path / "cut"
     p = run_train([*RUN, f"trainer.stop_after={stop_after}", f"hydra.run.dir={run}"], tiny_data, tmp_path)
-    assert f"trainer.stop_after={stop_after}: stopped at step {stop_after}" in p.stdout
+    cut = json.loads((run / "summary.json").read_text())
+    assert (cut["finished"], cut["stopped"], cut["steps"], cut["final_val_step"]) == (
+        False, f"trainer.stop_after={stop_after}", stop_after, 8)  # the figures it holds are from step 8, and say so
+    assert f"stopped at step {stop_after} (trainer.stop_after={stop_after}); last validation at step 8: loss " \
+           f"{cut['final_val_loss']:.4f}; resume with: python -m gptlab.train resume={run}" in p.stdout
+    assert "val after training" not in p.stdout and "sample:" not in p.stdout
     folders = set(tmp_path.rglob("*"))
     resume_until_done(run, tiny_data, tmp_path)
     assert rows(run) == rows(reference)
@@ -74,11 +82,12 @@ def test_a_preemption_signal_writes_last_ckpt_and_the_resume_matches(reference, 
     p = start_train([*RUN, f"hydra.run.dir={run}"], tiny_data, tmp_path, log)
     wait_for(lambda: any(r[1] not in ("", "0") and int(r[1]) >= 9 for r in _rows_or_empty(run)), p, "step 10", log)
     p.send_signal(getattr(signal, sig))
-    assert p.wait(120) == 0, log.read_text()[-2000:]
+    assert p.wait(120) == (130 if sig == "SIGINT" else 0), log.read_text()[-2000:]  # Ctrl-C: 130, as shells expect
     text = log.read_text()
-    assert f"{sig}: stopped at step " in text and "Traceback" not in text
-    stopped = int(text.split(f"{sig}: stopped at step ")[1].split(";")[0])
-    assert 10 <= stopped < 24
+    assert "Traceback" not in text
+    stopped = int(text.split("stopped at step ")[1].split(" ")[0])
+    assert f"stopped at step {stopped} ({sig}); last validation at step {stopped // 8 * 8}: loss" in text
+    assert 10 <= stopped < 22 and json.loads((run / "summary.json").read_text())["finished"] is False
     resume_until_done(run, tiny_data, tmp_path)
     assert rows(run) == rows(reference)
     assert summary(run) == summary(reference)
@@ -249,6 +258,13 @@ def test_wandb_gets_the_full_config_tokens_axis_and_summary(tiny_data, tmp_path)
     assert json.loads(config["trainer"])["max_steps"] == 8 and json.loads(config["data"])["name"] == "tiny"
     metrics = {m.name: m.step_metric for r in records if r.WhichOneof("record_type") == "metric" for m in [r.metric]}
     assert metrics.get("val/loss") == "tokens" and metrics.get("train/loss") == "tokens"
+    wb = {}  # the W&B summary describes the run's last validation, at step 8 (no multiple of eval_interval=5)
+    for r in records:
+        if r.WhichOneof("record_type") == "summary":
+            wb.update({u.key: json.loads(u.value_json) for u in r.summary.update})
+    s = json.loads((run / "summary.json").read_text())
+    assert (wb["final_val_step"], wb["best_val_step"], wb["finished"]) == (8, s["best_val_step"], True)
+    assert wb["final_val_loss"] == pytest.approx(s["final_val_loss"], rel=1e-12) and s["final_val_step"] == 8
     summary_keys = set()
     for r in records:
         if r.WhichOneof("record_type") == "summary":

@@ -152,10 +152,10 @@ def test_shard_header_disagreeing_with_manifest(tmp_path):
 
 
 def test_missing_dataset_names_prepare_command(tmp_path):
-    with pytest.raises(ShardError, match=r"python -m gptlab\.prepare data=owt"):
+    with pytest.raises(ShardError, match=r"python -m gptlab\.prepare data.name=owt force=true"):
         open_split(tmp_path / "owt", "train")
     (tmp_path / "owt").mkdir()
-    with pytest.raises(ShardError, match=r"manifest\.json is missing.*python -m gptlab\.prepare data=owt"):
+    with pytest.raises(ShardError, match=r"manifest\.json is missing.*gptlab\.prepare data.name=owt force=true"):
         open_split(tmp_path / "owt", "train")
 
 
@@ -171,5 +171,5 @@ def test_missing_shard_and_unknown_split(tmp_path):
 def test_corrupt_manifest(tmp_path):
     d, _ = make_dataset(tmp_path)
     (d / "manifest.json").write_text("{not json")
-    with pytest.raises(ShardError, match=r"manifest\.json: not valid JSON.*prepare data=tiny"):
+    with pytest.raises(ShardError, match=r"manifest\.json: not valid JSON.*prepare data.name=tiny force=true"):
         open_split(d, "train")

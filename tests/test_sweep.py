@@ -45,7 +45,8 @@ def wandb_run_record(run_dir: Path):
 
 
 def sweep_dirs(runs: Path) -> list[Path]:
-    (sweep,) = (runs / "multirun").iterdir()
+    (sweep,) = [d for d in (runs / "multirun").iterdir() if d.name != "last"]
+    assert (runs / "multirun" / "last").resolve() == sweep.resolve()  # runs/multirun/last names the latest sweep
     return sweep, sorted((d for d in sweep.iterdir() if d.name.isdigit()), key=lambda d: int(d.name))
 
 

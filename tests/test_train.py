@@ -99,7 +99,10 @@ def test_unknown_preset_lists_the_available_ones(tmp_path):
 @pytest.mark.slow
 def test_missing_data_names_the_prepare_command(tmp_path):
     p = run_train([f"hydra.run.dir={tmp_path / 'run'}", "data.name=nowhere"], tmp_path, tmp_path, check=False)
-    assert p.returncode != 0 and "python -m gptlab.prepare data=nowhere" in p.stderr
+    assert p.returncode == 2 and p.stderr == f"error: {tmp_path / 'nowhere'} holds no prepared dataset; prepare it " \
+        "first: python -m gptlab.prepare data=text data.name=nowhere data.source_args.paths=[FILES] (your .txt or " \
+        ".jsonl files or folders)\n"
+    assert not (tmp_path / "run").exists()  # refused: Hydra's folder for the job is gone again
 
 
 # --- training runs ----------------------------------------------------------------------------------------------

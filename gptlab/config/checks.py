@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import fields
 
 from omegaconf import DictConfig, OmegaConf
@@ -66,7 +67,19 @@ def typed(node, schema: type, key: str) -> DictConfig:
         return OmegaConf.merge(OmegaConf.structured(schema), node)
     except OmegaConfBaseException as e:
         full = f"{key}.{e.full_key}" if getattr(e, "full_key", None) else key
-        raise ConfigError(f"{full}: {e.msg if hasattr(e, 'msg') else e}") from None
+        raise ConfigError(value_message(full, e.msg if hasattr(e, "msg") else str(e))) from None
+
+
+KINDS = {"Float": "a number", "float": "a number", "Integer": "an integer", "int": "an integer",
+         "Boolean": "true or false", "bool": "true or false", "String": "text", "str": "text"}
+
+
+def value_message(key: str, msg: str) -> str:
+    """OmegaConf's type error as the key's rule: "optim.lr must be a number, got 'abc'"; other messages as they are."""
+    m = re.search(r"Value '(.*)' (?:of type '\w+' could not be converted to (\w+)|is not a valid (\w+))", msg)
+    if m:
+        return f"{key} must be {KINDS.get(m.group(2) or m.group(3), m.group(2) or m.group(3))}, got {m.group(1)!r}"
+    return f"{key}: {msg}"
 
 
 def to_object(node, schema: type, key: str):

@@ -101,6 +101,7 @@ class LoggerConfig:
 class SampleConfig:
     prompt: str | None = "The future of AI is"  # text to continue; "" starts from <|endoftext|>; - reads stdin
     prompt_file: str | None = None  # read the prompt from this file instead
+    prompt_tokens: int = 8  # train's end-of-run sample with prompt null: the val split's first this many tokens
     num_samples: int = 1  # samples, printed one after another
     max_new_tokens: int = 256  # per sample; fewer when it stops at <|endoftext|>
     temperature: float = 0.8  # > 0; lower is more conservative

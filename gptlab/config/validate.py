@@ -155,6 +155,7 @@ def validate_run(cfg: DictConfig, block: int) -> None:
     int_at(cfg, "seed", 0, hi=2**32 - 1)  # seed_everything and numpy take uint32 only (else a traceback later)
     if cfg.get("sample") is not None:
         int_at(cfg, "sample.max_new_tokens", 0)
+        int_at(cfg, "sample.prompt_tokens", 1)
         t = cfg.sample.get("temperature")
         require(isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) and t >= 0,
                 f"sample.temperature must be a finite number >= 0 (0 = greedy), got {t!r}")

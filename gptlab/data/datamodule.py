@@ -111,6 +111,10 @@ class TokenDataModule(L.LightningDataModule):
             warnings.warn(f"data.val_tokens={self.val_tokens:,} but {self.data_dir} val holds {held:,} tokens: each "
                           f"validation scores {scored:,} (whole windows of {self.block_size})", stacklevel=2)
 
+    def val_start(self, n: int) -> list[int]:
+        """The val split's first n tokens: the start of a val document (the end-of-run sample's default prompt)."""
+        return shards.first_tokens(map(shards.open_shard, self._files("val")), n).tolist()
+
     def _files(self, split: str) -> list[str]:
         if split not in self._split_files:
             self._split_files[split] = [m.filename for m in shards.open_split(

@@ -201,7 +201,9 @@ def prepare(data_cfg: Mapping, data_dir, workers: int | None = None, force: bool
     if not results.get("train", {}).get("tokens"):
         raise SourceError(f"source {data_cfg['source']!r} produced no train documents")
     total = sum(r["tokens"] for r in results.values())
+    how = next((d.how for d in splits.values() if d.how), None)  # a split made inside documents says how
     manifest = {**settings, "name": data_cfg["name"], "eot_token": EOT, "splits": results, "total_tokens": total,
+                **({"split": how} if how else {}),
                 "prepared_at": datetime.now(UTC).isoformat(timespec="seconds"),
                 "seconds": round(seconds, 3), "workers": workers}
     write_manifest(out, manifest)
@@ -210,5 +212,5 @@ def prepare(data_cfg: Mapping, data_dir, workers: int | None = None, force: bool
     mark_verified(out, manifest)  # hashes were taken while writing: the first training run need not rehash
     parts = ", ".join(f"{k} {r['tokens']:,} tokens ({r['docs']:,} docs, shards: {len(r['shards'])})"
                       for k, r in results.items())
-    print(f"{out}: {parts}; {total / seconds:,.0f} tokens/s with {workers} threads")
+    print(f"{out}: {parts}; {total / seconds:,.0f} tokens/s with {workers} threads" + (f"\n{how}" if how else ""))
     return manifest

@@ -44,19 +44,16 @@ class DatasetMissing(Refused, ShardError):
     """No prepared dataset where asked: refused before any work (exit 2), naming the prepare command."""
 
 
-def check_dataset(data_dir, prepare_cmd: str | None = None) -> None:
-    """DatasetMissing unless data_dir holds a manifest (its shards are verified when they are opened)."""
+def check_dataset(data_dir, prepare_cmd: str) -> None:
+    """DatasetMissing unless data_dir holds a manifest (its shards are verified when they are opened); the message
+    gives `prepare_cmd` (gptlab.config.presets.prepare_command), the command that makes it."""
     if not (Path(data_dir) / MANIFEST).is_file():
-        raise DatasetMissing(f"{data_dir} holds no prepared dataset; run `{prepare_cmd or _prepare_cmd(data_dir)}` "
-                             "first")
-
-
-def _prepare_cmd(data_dir) -> str:
-    return f"python -m gptlab.prepare data={Path(data_dir).name}"
+        raise DatasetMissing(f"{data_dir} holds no prepared dataset; prepare it first: {prepare_cmd}")
 
 
 def _prepare_hint(data_dir: Path) -> str:
-    return f"run `python -m gptlab.prepare data={Path(data_dir).name}` to prepare it"
+    return (f"prepare it again: python -m gptlab.prepare data.name={Path(data_dir).name} force=true, with the data= "
+            "settings that made it")
 
 
 def pack_header(count: int, tokenizer: str, vocab_size: int, dtype: str = DTYPE) -> bytes:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,10 +51,12 @@ class SourceError(Refused, ValueError):
 @dataclass(frozen=True)
 class Docs:
     """The documents of one split. Iterating calls `iterate` afresh; `count` feeds progress bars (None: unknown).
-    `masked`: documents are (text, is_target) segments and prepare writes loss masks."""
+    `masked`: documents are (text, is_target) segments and prepare writes loss masks. `how`: how the split was
+    made, when that is not whole documents (prepare prints it and records it in the manifest)."""
     iterate: Callable[[], Iterator[str]]
     count: int | None = None
     masked: bool = False
+    how: str | None = None
 
     def __iter__(self) -> Iterator[str]:
         return self.iterate()
@@ -86,6 +89,36 @@ def _read_txt(path: Path) -> str:
     except UnicodeDecodeError as e:
         raise SourceError(f"{path}: not valid UTF-8 ({e.reason} at byte {e.start}); re-encode it, "
                           f"e.g. `iconv -f latin1 -t utf-8 {path} > fixed.txt`") from None
+    except OSError as e:
+        raise SourceError(f"{path}: cannot be read ({e.strerror or e}); check its permissions") from None
+
+
+def unit_starts(doc: str, separator: str) -> list[int]:
+    """Where the 2nd, 3rd, ... unit (paragraph or line) of `doc` begins: after each separator."""
+    return [m.end() for m in re.finditer(separator, doc) if m.end() < len(doc)]
+
+
+def split_within(doc: str, val_fraction: float, name: str) -> dict[str, Docs]:
+    """One document (nanoGPT's input.txt) cut in two at a paragraph boundary, else a line boundary: its last
+    val_fraction of paragraphs (lines when there are too few paragraphs for that fraction) are val, the rest train,
+    each kept as one contiguous document."""
+    if not doc.strip():
+        raise SourceError(f"{name} is empty (only whitespace): there is no text to prepare")
+    if not 0 <= val_fraction < 1:
+        raise SourceError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    unit, starts = "paragraphs", unit_starts(doc, r"\n[ \t]*\n\s*")
+    if (len(starts) + 1) * val_fraction < 1:  # too few paragraphs for the fraction: lines (blank ones not counted)
+        unit, starts = "lines", unit_starts(doc, r"\n\s*")
+    n = len(starts) + 1
+    n_val = min(max(round(n * val_fraction), 1), n - 1) if val_fraction > 0 else 0
+    if val_fraction > 0 and n_val < 1:
+        raise SourceError(f"{name} is a single line: it cannot be split into train and val; give more text, "
+                          "several files, or data.source_args.val_fraction=0 (no val: training cannot validate)")
+    cut = starts[n - n_val - 1] if n_val else len(doc)
+    how = (f"{name} is one document, split by {unit}: the first {n - n_val:,} train, the last {n_val:,} val "
+           f"({(len(doc) - cut) / len(doc):.1%} of its characters)")
+    one = lambda text: Docs(lambda: iter([text] if text else []), int(bool(text)), how=how)  # noqa: E731
+    return {"train": one(doc[:cut]), "val": one(doc[cut:])}
 
 
 # --- shakespeare -------------------------------------------------------------------------------------------
@@ -118,6 +151,8 @@ def _text_files(paths, suffixes=TEXT_SUFFIXES, source="text") -> list[Path]:
                 raise SourceError(f"{p}: folder has no {kinds} files")
             files += found
         elif p.is_file():
+            if p.stat().st_size == 0:
+                raise SourceError(f"{p} is empty (0 bytes): give it text, or leave it out")
             if p.suffix not in suffixes:
                 raise SourceError(f"{p}: unsupported file type; the text source reads .txt (one document per "
                                   "file) and .jsonl (one document per line)" if source == "text" else
@@ -166,7 +201,8 @@ def _split_files(files, counts, val_fraction, seed, read, masked=False) -> dict[
 
 
 def text(paths, val_fraction: float = 0.1, seed: int = 1337, field: str = "text") -> dict[str, Docs]:
-    """Local corpora: each .txt file is a document, each .jsonl line is one (its `field`). Folders are walked."""
+    """Local corpora: each .txt file is a document, each .jsonl line is one (its `field`). Folders are walked. A corpus
+    of one document (a single input.txt) is split inside it, by paragraphs or lines (split_within)."""
     files = _text_files(paths)
     # a document is (file, k): the k-th non-blank line of a .jsonl, or k = 0 for a whole .txt
     counts = [_jsonl_count(f) if f.suffix == ".jsonl" else 1 for f in files]
@@ -175,6 +211,9 @@ def text(paths, val_fraction: float = 0.1, seed: int = 1337, field: str = "text"
         if f.suffix == ".txt":
             return [_read_txt(f)]
         return (d for d, keep in zip(_jsonl_docs(f, field), mine) if keep)
+    if sum(counts) == 1:
+        one = files[counts.index(1)]
+        return split_within(next(iter(read(one, np.ones(1, dtype=bool)))), val_fraction, str(one))
     return _split_files(files, counts, val_fraction, seed, read)
 
 

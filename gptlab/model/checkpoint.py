@@ -66,9 +66,10 @@ def read_checkpoint(path: str | Path) -> dict:
         raise LoadError(f"{path}: refused: {what}, which could run code when loaded; gptlab reads checkpoints with "
                         "weights_only=True only (tensors, numbers, strings, containers). Do not load it unless you "
                         "trust where it came from") from None
-    except Exception as e:  # a truncated file, another format, ...
-        raise LoadError(f"{path}: not a readable torch checkpoint (truncated or another format): "
-                        f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}") from None
+    except Exception:  # a truncated file, another format: torch's own text (miniz, zip offsets) says no more
+        size = Path(path).stat().st_size if Path(path).is_file() else 0
+        raise LoadError(f"{path}: damaged or truncated ({size:,} bytes), or not a torch checkpoint; use another "
+                        "checkpoint (a run keeps last.ckpt and best.ckpt) or train again") from None
 
 
 def load_checkpoint(path: str | Path, device="cpu", dtype: torch.dtype | None = None) -> tuple[GPT, dict]:

@@ -16,13 +16,13 @@ import torch
 
 from gptlab.model.checkpoint import ModelNotFound, load_checkpoint
 from gptlab.model.gpt import GPT
-from gptlab.model.spec import FORMS, check_spec, run_checkpoint
+from gptlab.model.spec import FORMS, canonical, check_spec, run_checkpoint
 
 
 def load_model(spec: str | Path, device="cpu", dtype: torch.dtype | None = None) -> tuple[GPT, dict]:
-    """(GPT in eval mode, info) from a run folder, a .ckpt file or hf:<name or folder>. dtype None keeps the
-    checkpoint's (float32 for Hugging Face)."""
-    s = str(spec)
+    """(GPT in eval mode, info) from a run folder, a .ckpt file, hf:<name> or a Hugging Face folder. dtype None
+    keeps the checkpoint's (float32 for Hugging Face)."""
+    s = canonical(spec)
     if s.startswith("hf:"):
         from gptlab.model.hf import from_hf
         model = from_hf(s, device=device, dtype=dtype or torch.float32)

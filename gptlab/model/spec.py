@@ -8,7 +8,16 @@ from pathlib import Path
 
 HF_NAMES = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
 FORMS = ("a run folder (its checkpoints/best.ckpt, else last.ckpt)", "a .ckpt file written by gptlab.train",
-         "hf:gpt2 ... hf:gpt2-xl or hf:<local Hugging Face GPT-2 folder>")
+         "hf:gpt2 ... hf:gpt2-xl", "a local Hugging Face GPT-2 folder (hf: optional)")
+
+
+def canonical(spec) -> str:
+    """`spec` as the loaders take it: a local Hugging Face folder (config.json, no checkpoints/) gets its hf: prefix,
+    so model=exports/tiny and model=hf:exports/tiny are one thing; anything else is returned as it is."""
+    s = str(spec)
+    p = Path(s)
+    hf_folder = not s.startswith("hf:") and (p / "config.json").is_file() and not (p / "checkpoints").is_dir()
+    return f"hf:{s}" if hf_folder else s
 
 
 def run_checkpoint(run_dir: Path) -> Path | None:
@@ -25,7 +34,7 @@ def hf_ref(spec: str) -> str | None:
 
 def check_spec(spec) -> str | None:
     """None when `spec` names something loadable, else the one-line message that says what to pass instead."""
-    s = "" if spec is None else str(spec)
+    s = "" if spec is None else canonical(spec)
     if not s.strip():
         return f"model= is required: {'; '.join(FORMS)}"
     if s.startswith("hf:"):
@@ -38,9 +47,24 @@ def check_spec(spec) -> str | None:
         return None if run_checkpoint(p) else f"{p}: run folder without checkpoints/best.ckpt or checkpoints/last.ckpt"
     if p.is_file():
         return None
-    if (p / "config.json").is_file():
-        return f"cannot load {s!r}: it holds config.json; for a Hugging Face folder write model=hf:{s}"
     return f"cannot load {s!r}: no such run folder or file; model= takes {'; '.join(FORMS)}"
+
+
+def check_reachable(spec) -> None:
+    """Refused at once (exit 2) when `spec` names hub weights (hf:gpt2) that are not cached and the hub cannot be
+    reached, instead of a download retried for half a minute later on; the hub libraries are set offline then."""
+    from gptlab.hub import HubUnreachable, offline_unless_reachable, unreachable_message
+    s = canonical(spec)
+    ref = hf_ref(s) if s.startswith("hf:") else None
+    if ref is None or Path(ref).is_dir() or offline_unless_reachable():
+        return
+    from huggingface_hub import try_to_load_from_cache  # after the offline switch: it reads it when imported
+    repo = ref if "/" in ref else f"openai-community/{ref}"
+    if not any(isinstance(try_to_load_from_cache(r, f), str) for r in (repo, ref)
+               for f in ("model.safetensors", "pytorch_model.bin")):
+        raise HubUnreachable(unreachable_message(
+            s, f"download its weights once where the hub is reachable (`hf download {repo}`) and copy "
+            "the cache here (HF_HOME), or pass a local Hugging Face folder"))
 
 
 # GPT-2's released shapes (the Hugging Face configs), so init=hf:<name> is checked without downloading anything
@@ -56,7 +80,7 @@ def architecture(spec, keep=(), into=None) -> dict:
     folder's config.yaml, a checkpoint's hyper_parameters, a GPT-2 name or a Hugging Face folder's config.json.
     With `into` (the configured model), a line says which keys the weights change. ConfigError when it is missing."""
     from gptlab.config.checks import ConfigError
-    s = str(spec)
+    s = canonical(spec)
     if not s.startswith("hf:") and not Path(s).exists():
         raise ConfigError(f"init={s}: no such run folder or .ckpt file (or write hf:<name> for Hugging Face)")
     if (msg := check_spec(s)) is not None:

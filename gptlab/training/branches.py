@@ -4,7 +4,7 @@
     python -m gptlab.train experiment=cooldown        # a constant-rate run, then a branch from every kept step
     python -m gptlab.train resume=runs/<run>          # after a kill: the run, then the branches not yet finished
 
-A finished branch (its summary.json) is skipped; an interrupted one resumes from its own last.ckpt. The source's
+A finished branch (its summary.json says so) is skipped; an interrupted one resumes from its own last.ckpt. The source's
 summary.json (and its W&B summary) then lists every branch's final val loss at its token budget.
 """
 from __future__ import annotations
@@ -52,7 +52,7 @@ def run_branches(run: RunConfig, launcher_jobs: int | None = None) -> list[dict]
     results = []
     for step in run.derived.keep_steps:
         out = branch_dir(Path(run.paths.run_dir), step)
-        if not (out / SUMMARY).is_file():
+        if not read_summary(out).get("finished"):
             branch = branch_of(run, step)
             lock = claim(out, resuming=branch.resume is not None)
             try:

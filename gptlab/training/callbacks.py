@@ -85,6 +85,9 @@ class Progress(Callback):
             self.bar.close()
             self.bar = None
 
+    def on_exception(self, trainer, pl_module, exception):
+        self.on_train_end(trainer, pl_module)  # a stop (StopRun) or a failure: its line starts on a line of its own
+
 
 class RankReport(Callback):
     """Prints `val-by-rank {"rank": r, "step": s, "val_loss": x}` from every rank after each validation: a check
@@ -121,16 +124,23 @@ class WallClock(Callback):
 
 
 class StopRun(Exception):
-    """This invocation stops here, its last.ckpt written: stop_after steps run, or a signal caught."""
+    """This invocation stops here, its last.ckpt written: stop_after steps run, or a signal caught (`why` names it:
+    'trainer.stop_after=N', 'SIGTERM', 'SIGINT', 'another rank')."""
+
+    def __init__(self, why: str, step: int):
+        super().__init__(f"{why}: stopped at step {step}")
+        self.why, self.step = why, step
 
 
 class LastCheckpoint(Callback):
-    """last.ckpt between evaluations: every `every_minutes`, at the last step, and before this invocation stops, when
-    it has run `stop_after` steps or caught SIGTERM, SIGUSR1 (what SLURM sends before preemption) or Ctrl-C. Saved at
-    an optimizer-step boundary (metrics.csv is written through: it holds every row up to there, and the step's
-    own row follows at once); a step that validates is saved by the 'last' ModelCheckpoint right after its
-    validation. A stop is StopRun raised before the next step starts: Lightning's should_stop would validate once
-    more and close the epoch, and the resumed records would differ from an uninterrupted run's."""
+    """last.ckpt between evaluations: every `every_minutes`, and before this invocation stops, when it has run
+    `stop_after` steps or caught SIGTERM, SIGUSR1 (what SLURM sends before preemption) or Ctrl-C. Saved at an
+    optimizer-step boundary (metrics.csv is written through: it holds every row up to there, and the step's own row
+    follows at once). A step that validates is saved by the 'last' ModelCheckpoint right after its validation, and
+    so is trainer.max_steps, which always validates: setting should_stop there makes Lightning validate, so every
+    finished run's summary, best.ckpt and last.ckpt describe its last step. A stop before the end is StopRun raised
+    before the next step starts: should_stop would validate once more and close the epoch, and the resumed records
+    would differ from an uninterrupted run's."""
 
     SIGNALS = ("SIGTERM", "SIGUSR1", "SIGINT")
 
@@ -155,20 +165,22 @@ class LastCheckpoint(Callback):
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         if self.pending is not None:  # the step before validated and its checkpoint was written after that
-            raise StopRun(self.pending)
+            raise StopRun(*self.pending)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if trainer.global_step == self.seen:  # inside an accumulation: no step boundary yet
             return
         self.seen = step = trainer.global_step
         why = self._stop_now(trainer, step)
-        validates = step % self.eval_interval == 0
+        if step >= trainer.max_steps:
+            trainer.should_stop = True  # Lightning validates a run that stops: every finished run ends validated
+        validates = step % self.eval_interval == 0 or step >= trainer.max_steps
         timely = self.every_s and time.monotonic() - self.saved_at >= self.every_s
-        if (why or step >= trainer.max_steps or timely) and not validates:
+        if (why or timely) and not validates:
             trainer.save_checkpoint(self.path)  # metrics.csv is written through: it holds every row up to here
             self.saved_at = time.monotonic()
         if why and step < trainer.max_steps:  # raised before the next step: this step's row is logged first
-            self.pending = f"{why}: stopped at step {step}; {self.path} holds it (resume= continues)"
+            self.pending = (why, step)
 
     def on_validation_end(self, trainer, pl_module):
         self.saved_at = time.monotonic()  # the 'last' ModelCheckpoint writes right after

@@ -10,7 +10,7 @@ import logging
 import math
 import os
 import warnings
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import lightning as L
@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 
 from gptlab.config import RunConfig
 from gptlab.data.datamodule import TokenDataModule
-from gptlab.fs import atomic_write_bytes, atomic_write_text
+from gptlab.fs import atomic_symlink, atomic_write_bytes, atomic_write_text
 from gptlab.runfolder import METRICS, resume_paths
 from gptlab.training.callbacks import KeptCheckpoints, LastCheckpoint, Progress, StopRun, Throughput, WallClock
 from gptlab.training.guards import AtomicCheckpointIO, FiniteLossGuard, RNGState, checkpoint_step
@@ -135,8 +135,8 @@ def header(run: RunConfig, trainer: L.Trainer, n_params: int, prec: str, run_dir
                f"{run.trainer.max_steps}" if run.branch else ""))
 
 
-def fit(run: RunConfig, launcher_jobs: int | None = None) -> float | None:
-    """Train the run; returns the best val loss (None when no validation ran)."""
+def fit(run: RunConfig, launcher_jobs: int | None = None) -> Outcome:
+    """Train the run (to trainer.max_steps, or until it is stopped); returns its Outcome."""
     quiet_lightning()
     run_dir, ckpt = resume_paths(run.resume, run.paths.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -159,42 +159,31 @@ def fit(run: RunConfig, launcher_jobs: int | None = None) -> float | None:
     trainer = build_trainer(run, module, run_dir, loggers, prec)
     if trainer.is_global_zero:
         log.info(header(run, trainer, n_params, prec, run_dir, module.model.flops_per_token(run.derived.block_size)))
+        point_last_at(run, run_dir)
     validate_before(run, trainer, module, dm, ckpt)
+    stop = None
     try:
         trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt) if ckpt else None, weights_only=True)
-    except StopRun as stop:
-        if trainer.is_global_zero:
-            log.info(f"\n{stop}")
-    if run.branch and trainer.global_step == run.trainer.max_steps and trainer.global_step % run.trainer.eval_interval:
-        validate_at_end(trainer, module, dm)
+    except StopRun as e:
+        stop = e
     for logger in loggers:
         logger.finalize("success")
     clock = next(c for c in trainer.callbacks if isinstance(c, WallClock))
-    summary = finish(run, trainer, module, run_dir, n_params, clock.elapsed()) if trainer.is_global_zero else None
+    summary = None
+    if trainer.is_global_zero:
+        summary = finish(run, trainer, module, dm, run_dir, n_params, clock.elapsed(), stop)
     if any(type(lg).__name__ == "WandbLogger" for lg in loggers):
         wandb_finish(summary)
-    return summary.get("best_val_loss") if summary else None
-
-
-def validate_at_end(trainer: L.Trainer, module, dm) -> None:
-    """A branch's loss at its budget is its point: validated after its last step (not an eval step), and its 'last'
-    and (when it is the best) 'best' checkpoints written after that validation, as at every other eval, so
-    `eval model=<branch>` scores the weights its summary.json describes."""
-    from lightning.pytorch.callbacks import ModelCheckpoint
-    loss = trainer.validate(module, datamodule=dm, verbose=False)[0]["val/loss"]
-    for cb in trainer.callbacks:
-        if not isinstance(cb, ModelCheckpoint) or not cb.dirpath or not cb.filename:
-            continue
-        best = cb.best_model_score
-        if cb.monitor is None or best is None or (loss < best if cb.mode == "min" else loss > best):
-            trainer.save_checkpoint(Path(cb.dirpath) / f"{cb.filename}{cb.FILE_EXTENSION}")
+    return Outcome(summary, stop.why if stop else None)
 
 
 def quiet_lightning() -> None:
     """Lightning's INFO lines off (our header says what they would), and lines that go somewhere outside Hydra."""
     for name in ("lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    for text in (r".*isinstance\(treespec, LeafSpec\).*", ".*does not have many workers.*"):  # not ours to act on
+    # not ours to act on; a resume or a branch writes into its own checkpoints/ folder on purpose
+    for text in (r".*isinstance\(treespec, LeafSpec\).*", ".*does not have many workers.*",
+                 ".*exists and is not empty.*"):
         warnings.filterwarnings("ignore", message=text)
     if not logging.getLogger().handlers:  # called outside Hydra's job logging (a test, a notebook)
         logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -207,6 +196,19 @@ def make_loggers(run: RunConfig, run_dir: Path, resume_tokens: int | None) -> li
     return [AppendingCSVLogger(run_dir, resume_tokens)] + [lg for lg in (wb, tb) if lg is not None]
 
 
+def point_last_at(run: RunConfig, run_dir: Path) -> None:
+    """runs/last -> a fresh run's folder, runs/multirun/last -> a fresh sweep's folder (inside paths.log_dir): then
+    `model=runs/last`, `resume=runs/last` and `report runs/multirun/last` name the latest (a resume resolves the link
+    once, so a newer run cannot redirect it)."""
+    log_dir, run_dir = Path(run.paths.log_dir).resolve(), run_dir.resolve()
+    if run.resume or run.branch or log_dir not in run_dir.parents:
+        return
+    if run.sweep is None:
+        atomic_symlink(log_dir / "last", run_dir)
+    elif run_dir.parent.name == run.sweep:  # runs/multirun/<sweep>/<job>
+        atomic_symlink(run_dir.parent.parent / "last", run_dir.parent)
+
+
 def validate_before(run: RunConfig, trainer: L.Trainer, module, dm, ckpt) -> float | None:
     """The val loss before step 0 (a fresh run with trainer.eval_at_start): the curve's first point."""
     if not run.trainer.eval_at_start or ckpt is not None:
@@ -217,18 +219,39 @@ def validate_before(run: RunConfig, trainer: L.Trainer, module, dm, ckpt) -> flo
     return before
 
 
-def finish(run: RunConfig, trainer, module, run_dir: Path, n_params: int, wall: float) -> dict:
-    """summary.json, the closing line and the end-of-run sample; returns the summary."""
+@dataclass
+class Outcome:
+    """What one invocation of fit leaves: the summary it wrote (rank 0; None elsewhere) and, when it stopped before
+    trainer.max_steps, why ('SIGTERM', 'trainer.stop_after=N', ...)."""
+    summary: dict | None
+    stopped: str | None = None
+
+
+def finish(run: RunConfig, trainer, module, dm, run_dir: Path, n_params: int, wall: float, stop) -> dict:
+    """summary.json, the closing line and (for a finished run) the end-of-run sample; returns the summary."""
     extra = {"cooldown": branch_record(run)} if run.branch else {}
     summary = write_summary(run_dir, params=n_params, tokens_per_step=run.derived.tokens_per_step,
-                            steps=trainer.global_step, wall_time_s=wall, model=asdict(run.model), **extra)
-    if summary["final_val_loss"] is None:  # no validation within max_steps (eval_interval longer, no eval_at_start)
-        log.info(f"no validation ran (trainer.eval_interval > trainer.max_steps); summary {run_dir / 'summary.json'}")
-    else:
-        log.info(f"val after training: loss {summary['final_val_loss']:.4f}, ppl {summary['final_val_ppl']:.1f} "
-              f"(best {summary['best_val_loss']:.4f}); summary {run_dir / 'summary.json'}")
-    print_sample(module, run)
+                            steps=trainer.global_step, wall_time_s=wall, model=asdict(run.model),
+                            finished=trainer.global_step >= run.trainer.max_steps,
+                            stopped=stop.why if stop else None, **extra)
+    log.info(closing_line(summary, run_dir))
+    if summary["finished"]:
+        print_sample(module, run, dm)
     return summary
+
+
+def closing_line(summary: dict, run_dir: Path) -> str:
+    """The run's last word: its final validation, or where it stopped, what was last measured and how to go on."""
+    where = f"summary {run_dir / 'summary.json'}"
+    loss, step = summary["final_val_loss"], summary["final_val_step"]
+    last = "no validation yet" if loss is None else f"last validation at step {step}: loss {loss:.4f}"
+    if not summary["finished"]:
+        return (f"stopped at step {summary['steps']} ({summary['stopped']}); {last}; resume with: "
+                f"python -m gptlab.train resume={run_dir}")
+    if loss is None:  # eval_at_start=false and a run whose only validation failed to log: nothing to report
+        return f"no validation ran; {where}"
+    return (f"val after training (step {step}): loss {loss:.4f}, ppl {summary['final_val_ppl']:.1f} (best "
+            f"{summary['best_val_loss']:.4f} at step {summary['best_val_step']}); {where}")
 
 
 def branch_record(run: RunConfig) -> dict:
@@ -239,13 +262,16 @@ def branch_record(run: RunConfig) -> dict:
             "shape": s.decay_shape, "min_lr_ratio": s.min_lr_ratio}
 
 
-def print_sample(module, run: RunConfig) -> None:
+def print_sample(module, run: RunConfig, dm) -> None:
+    """A short sample from the trained model: from sample.prompt, or (null) from the first sample.prompt_tokens tokens
+    of the val split, so the prompt fits whatever data the run trained on."""
     from gptlab.data.tokenizer import get_tokenizer
     enc, s = get_tokenizer(), run.sample
     if not s.max_new_tokens:
         return
     model = module.model.eval()
-    idx = torch.tensor([enc.encode_ordinary(s.prompt or "") or [enc.eot_token]], device=module.device)
+    ids = dm.val_start(s.prompt_tokens) if s.prompt is None else enc.encode_ordinary(s.prompt)
+    idx = torch.tensor([ids or [enc.eot_token]], device=module.device)
     gen = torch.Generator(device=module.device).manual_seed(run.seed)
     out = model.generate(idx, s.max_new_tokens, temperature=s.temperature, top_k=s.top_k, generator=gen)
     tokens = [t for t in out[0].tolist() if t < enc.n_vocab]

@@ -129,8 +129,9 @@ def wandb_finish(summary: dict | None) -> None:
         return
     if summary:
         run.summary.update({k: summary.get(k) for k in ("best_val_loss", "best_val_step", "final_val_loss",
-                                                         "final_val_ppl", "final_val_loss_a", "final_val_loss_b",
-                                                         "tokens", "params") if k in summary})
+                                                         "final_val_step", "final_val_ppl", "final_val_loss_a",
+                                                         "final_val_loss_b", "tokens", "params", "finished")
+                            if k in summary})
         run.summary.update(flat(summary.get("plateau_extrapolated"), "plateau"))
         if summary.get("cooldown"):
             run.summary.update(flat(summary["cooldown"], "cooldown"))

@@ -67,7 +67,9 @@ class AppendingCSVLogger(CSVLogger):
 
 def write_summary(run_dir, params: int, tokens_per_step: int, steps: int, wall_time_s: float, **extra) -> dict:
     """summary.json from metrics.csv: the numbers a report needs, each traceable to a logged row (the val loss
-    before training is the val row at 0 tokens), so a resumed run's summary is an uninterrupted one's."""
+    before training is the val row at 0 tokens) and named with the step it was measured at, so a resumed run's
+    summary is an uninterrupted one's. `extra` adds finished (the run reached trainer.max_steps) and stopped (why an
+    invocation ended before that)."""
     rows = read_metrics(run_dir)
     val = [r for r in rows if "val/loss" in r]
     val_before = next((r["val/loss"] for r in val if r.get("tokens") == 0), None)
@@ -83,13 +85,15 @@ def write_summary(run_dir, params: int, tokens_per_step: int, steps: int, wall_t
         "val_before_loss": val_before,
         "val_tokens": int(val[-1]["val/tokens"]) if val and "val/tokens" in val[-1] else None,  # scored, per eval
         "final_train_loss": train[-1]["train/loss"] if train else None,
+        "final_train_step": _step(train[-1], tokens_per_step) if train else None,
         "final_val_loss": val[-1]["val/loss"] if val else None,
+        "final_val_step": _step(val[-1], tokens_per_step) if val else None,
         "final_val_ppl": math.exp(val[-1]["val/loss"]) if val else None,
         "final_val_loss_a": _finite(val[-1].get("val/loss_a")) if val else None,  # the first half of the val windows
         "final_val_loss_b": _finite(val[-1].get("val/loss_b")) if val else None,  # the second half
         "best_val_loss": best["val/loss"] if best else None,
         "best_val_ppl": math.exp(best["val/loss"]) if best else None,
-        "best_val_step": int(best["step"]) if best else None,
+        "best_val_step": _step(best, tokens_per_step) if best else None,
         "plateau_extrapolated": plateau(val),
         **{k: _plain(v) for k, v in extra.items()},
     }
@@ -108,6 +112,12 @@ def plateau(val_rows: list[dict]):
         return f"refused: {e}"
     return {"L_inf": fit.c, "L_inf_err": _finite(fit.c_err), "alpha": fit.b, "alpha_err": _finite(fit.b_err),
             "evals": fit.n}
+
+
+def _step(row: dict, tokens_per_step: int) -> int:
+    """The optimizer step a row was measured at, from its tokens (its `step` column is Lightning's logging counter,
+    one behind on train rows and shared by the validation before training with the first step)."""
+    return round(row["tokens"] / tokens_per_step)
 
 
 def _finite(v):
