@@ -1,5 +1,5 @@
 """Sampling speed: 16 samples of one prompt drawn by the plain model.generate loop (one sample at a time, KV cache)
-against gptlab.evaluation.generations.generate at batch 1 and batch 16 (one generator a row, KV cache), in one
+against gptlab.evaluation.samples.generate at batch 1 and batch 16 (one generator a row, KV cache), in one
 process, variants alternating repeat by repeat so machine load hits all alike.
 
     .venv/bin/python benchmarks/generation_speed.py                          # the make-train model's shape, random
@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from gptlab.evaluation.generations import generate
+from gptlab.evaluation.samples import generate
 from gptlab.model.gpt import GPT, GPTConfig
 
 p = argparse.ArgumentParser()

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from gptlab.model.loss import CHUNK, chunk_rows, chunked_cross_entropy
-from gptlab.training.perf import cuda_fast_math
+from gptlab.training.hardware import cuda_fast_math
 
 p = argparse.ArgumentParser()
 p.add_argument("--rows", type=int, default=4096, help="tokens per micro batch (B x T)")

@@ -8,70 +8,50 @@ KV cache. Prints a table and writes JSON.
     python -m gptlab.bench model=gpt2 trainer.precision=bf16-mixed trainer.compile=true data.num_workers=2   # a GPU
     python -m gptlab.bench model=30m synthetic=true out=/tmp/bench.json   # random tokens: no prepared dataset needed
     python -m gptlab.bench model=30m trainer.peak_flops=2.5e11            # MFU against a peak you state
-    GPTLAB_JEMALLOC=0 python -m gptlab.bench model=30m         # glibc malloc instead of jemalloc (gptlab.training.perf)
+    GPTLAB_JEMALLOC=0 python -m gptlab.bench model=30m         # glibc malloc instead of jemalloc (training/hardware.py)
     bash benchmarks/gpu.sh                                     # an NVIDIA GPU: 30m and gpt2, bf16 + compile, study ETA
     python -m gptlab.bench --help
 
-The paths and how they alternate: gptlab/training/speed.py. MFU = tokens/s x model.flops_per_token(T) / peak
+The paths and how they alternate: gptlab/speed/timing.py. MFU = tokens/s x model.flops_per_token(T) / peak
 (trainer.peak_flops, else gptlab.training.hardware.peak_flops). Loader share = time blocked fetching batches / round
 time. Peak memory: on CUDA per path (weights, optimizer state and the round's transient peak); on CPU the process's
-max RSS. The figures and the table: gptlab/analysis/speed.py.
+max RSS. The figures and the table: gptlab/speed/figures.py.
 """
 from __future__ import annotations
 
 import os
+from dataclasses import asdict
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
 from gptlab import cli
-from gptlab.config import ConfigError, block_size, resolve_micro_batch, validate
-from gptlab.config.checks import is_int
-from gptlab.devices import resolve_device
+from gptlab.config import ConfigError
 
-PATHS = ("lightning", "bare", "nanogpt")  # gptlab/training/speed.py
 PRECISIONS = ("auto", "32-true", "bf16-mixed")
 
 
-def fail(msg: str):
-    raise ConfigError(msg)
-
-
-def check_bench(cfg) -> None:
-    """The bench's own keys; train keys go through gptlab.config.validate. Raises ConfigError naming the key."""
-    measure = list(cfg.measure)
-    if not measure or len(set(measure)) != len(measure) or not set(measure) <= set(PATHS):
-        fail(f"measure={measure} must be distinct names out of {list(PATHS)}")
-    for key, low in (("warmup", 1), ("steps", 1), ("rounds", 1), ("eval_batches", 0), ("generate.new_tokens", 1),
-                     ("generate.repeats", 0), ("project_tokens", 0)):
-        v = OmegaConf.select(cfg, key)
-        if not is_int(v) or v < low:
-            fail(f"{key}={v!r} must be an integer >= {low}")
-    for key in ("synthetic", "sync_debug"):
-        if not isinstance(cfg[key], bool):
-            fail(f"{key}={cfg[key]!r} must be true or false")
-    if str(cfg.trainer.devices) != "1" or cfg.trainer.num_nodes != 1:
-        fail(f"trainer.devices={cfg.trainer.devices}, trainer.num_nodes={cfg.trainer.num_nodes}: the bench times one "
-             "device (trainer.devices=1, trainer.num_nodes=1)")
-    if cfg.trainer.precision not in PRECISIONS:
-        fail(f"trainer.precision={cfg.trainer.precision!r}: the bench times {', '.join(PRECISIONS)}")
-
-
 def check(cfg):
-    """The bench's keys and the train keys it shares, refused before torch is imported; (cfg, preset, run folder)."""
-    from gptlab.config.presets import prepare_command
-    from gptlab.data.shards import check_dataset
-    check_bench(cfg)
+    """The bench's keys and the train keys it shares, refused before torch is imported; (config, preset, folder)."""
     from hydra.core.hydra_config import HydraConfig
+
+    from gptlab.config.commands import BenchCommand
+    from gptlab.config.derive import derive
+    from gptlab.config.presets import prepare_command
+    from gptlab.config.store import build, plain
+    from gptlab.data.shards import check_dataset
     hc = HydraConfig.get()
     preset = hc.runtime.choices.get("model")
-    cuda = resolve_device(cfg.trainer.accelerator, "trainer.accelerator") == "cuda"
-    resolve_micro_batch(cfg, preset, cuda)
-    cfg = validate(cfg)
-    if not cfg.synthetic:
-        check_dataset(Path(cfg.paths.data_dir) / cfg.data.name,
-                      f"{prepare_command(cfg.data)}, or bench on random tokens with synthetic=true")
-    return cfg, preset, Path(hc.runtime.output_dir)
+    data = plain(cfg)
+    run = derive(build(BenchCommand, data), preset)
+    t = run.trainer
+    if run.derived.world_size != 1:
+        raise ConfigError(f"trainer.devices={t.devices}, trainer.num_nodes={t.num_nodes}: the bench times one device "
+                          "(trainer.devices=1, trainer.num_nodes=1)")
+    if t.precision not in PRECISIONS:
+        raise ConfigError(f"trainer.precision={t.precision!r}: the bench times {', '.join(PRECISIONS)}")
+    if not run.synthetic:
+        check_dataset(Path(run.paths.data_dir) / run.data.name,
+                      f"{prepare_command(data['data'])}, or bench on random tokens with synthetic=true")
+    return run, preset, Path(hc.runtime.output_dir)
 
 
 def work(checked) -> dict:
@@ -84,10 +64,9 @@ def bench(cfg, preset: str | None, run_dir: Path) -> dict:
 
     import torch
 
-    from gptlab.analysis.speed import device_name, summarize, table
     from gptlab.fs import atomic_write_json
-    from gptlab.training.perf import allocator, flash_attention_ok
-    from gptlab.training.speed import (
+    from gptlab.speed.figures import device_name, summarize, table
+    from gptlab.speed.timing import (
         Setup,
         eval_tokens_per_s,
         generation_tokens_per_s,
@@ -95,14 +74,15 @@ def bench(cfg, preset: str | None, run_dir: Path) -> dict:
         synthetic_dataset,
         time_training,
     )
+    from gptlab.training.hardware import allocator, flash_attention_ok
 
     quiet_lightning()
     batch = cfg.data.batch_size
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(cfg.paths.data_dir) / cfg.data.name
         if cfg.synthetic:
-            data_dir = synthetic_dataset(Path(tmp), 1 << 21, max(cfg.eval_batches, 1) * batch * block_size(cfg) + 1,
-                                         cfg.seed)
+            val = max(cfg.eval_batches, 1) * batch * cfg.derived.block_size + 1
+            data_dir = synthetic_dataset(Path(tmp), 1 << 21, val, cfg.seed)
         s = Setup(cfg, data_dir, batch)
         s.datamodule().check()  # a missing dataset fails here, naming the prepare command
         print(f"bench: model={preset} micro batch {batch} x {s.block} on {device_name(s)}, {s.precision}, compile "
@@ -119,7 +99,7 @@ def bench(cfg, preset: str | None, run_dir: Path) -> dict:
         if cfg.generate.repeats:
             extra["generate"] = generation_tokens_per_s(s, model, cfg.generate.new_tokens, cfg.generate.repeats)
         result = summarize(cfg, s, preset, rounds, held, model.flops_per_token(s.block), extra)
-    result["config"] = OmegaConf.to_container(cfg, resolve=True)
+    result["config"] = asdict(cfg)
     out = Path(cfg.out) if cfg.out else run_dir / "bench.json"
     atomic_write_json(out, result)
     print("\n" + table(result) + f"\nJSON: {out}")
@@ -129,6 +109,6 @@ def bench(cfg, preset: str | None, run_dir: Path) -> dict:
 ENTRY = cli.Entry("bench", check, work)
 
 if __name__ == "__main__":
-    from gptlab.training.perf import reexec_with_jemalloc
+    from gptlab.training.hardware import reexec_with_jemalloc
     reexec_with_jemalloc()  # CPU steps spend much of their time in glibc malloc; jemalloc when installed
     cli.run_app(ENTRY)

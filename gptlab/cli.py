@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gptlab.config.checks import ConfigError
+from gptlab.config.presets import CONF
 from gptlab.errors import Refused, UserError
 
-CONF = Path(__file__).resolve().parent.parent / "conf"
 HYDRA_FLAGS = ("--cfg", "-c", "--resolve", "--package", "-p", "--info", "-i", "--config-path", "-cp",
                "--config-name", "-cn", "--config-dir", "-cd", "--run", "-r", "--multirun", "-m", "--shell-completion",
                "-sc", "--experimental-rerun")
@@ -90,6 +91,13 @@ def flag_message(flag: str, after: str | None, name: str) -> str:
             "--help lists the keys)")
 
 
+def typed(cfg, name: str | None = None):
+    """The entry point's schema dataclass (gptlab/config/store.py) built from its composed config: every value
+    checked, naming its key. Unset (???) values stay '???' for the entry's own checks to name."""
+    from gptlab.config.store import build, plain, schemas
+    return build(schemas()[name or cfg.hydra.job.config_name], plain(cfg))
+
+
 def given(cfg, key: str):
     """cfg[key], or None where the config leaves it ??? (required, and not given)."""
     from omegaconf import OmegaConf
@@ -99,9 +107,12 @@ def given(cfg, key: str):
 def hydra_message(e: BaseException) -> str:
     """Hydra's and OmegaConf's multi-line composition errors as one line."""
     from gptlab.config.checks import value_message
+    e = e.__cause__ if getattr(e.__cause__, "full_key", None) else e  # Hydra's "Error merging override" wraps it
     key = getattr(e, "full_key", None)
     if key and hasattr(e, "msg") and "Value '" in e.msg:
         return value_message(key, e.msg)
+    if key and type(e).__name__ == "ConfigKeyError":
+        return f"{key} is not a key (--help lists the keys)"
     text = str(e).split("Config search path:")[0]  # Hydra's search path says nothing the user can fix
     text, _, options = text.partition("Available options in")
     lines = [line.strip() for line in text.splitlines() if line.strip()]
@@ -113,18 +124,39 @@ def hydra_message(e: BaseException) -> str:
 
 
 def compose(name: str, overrides: list[str]):
-    """conf/<name>.yaml with the overrides applied (Hydra's grammar); Refused with Hydra's message as one line."""
+    """conf/<name>.yaml with the overrides applied (Hydra's grammar); Refused with Hydra's message as one line. An
+    argument of a component its preset does not list gets Hydra's + in `overrides` itself (adds_argument)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(str(CONF), version_base="1.3"):
-            return hydra_compose(name, overrides, return_hydra_config=True)
-    except Exception as e:  # omegaconf and hydra errors: a bad key, value or group option
-        unknown = re.match(r"Could not override '([^']+)'", str(e))
-        raise Refused(unknown_key_message(name, overrides, unknown.group(1)) if unknown else hydra_message(e)) \
-            from None
+    for _ in range(len(overrides) + 1):
+        GlobalHydra.instance().clear()
+        try:
+            with initialize_config_dir(str(CONF), version_base="1.3"):
+                return hydra_compose(name, overrides, return_hydra_config=True)
+        except Exception as e:  # omegaconf and hydra errors: a bad key, value or group option
+            unknown = re.match(r"Could not override '([^']+)'", str(e))
+            if unknown and adds_argument(overrides, unknown.group(1)):
+                continue  # a component's argument its preset does not list: added, checked when it is built
+            if unknown:
+                raise Refused(unknown_key_message(name, overrides, unknown.group(1))) from None
+            raise (ConfigError if getattr(e.__cause__, "full_key", None) else Refused)(hydra_message(e)) from None
+
+
+# keys that may be added: the arguments of what a component builds, and a recipe's tuned rates (recipe.lr.muon)
+COMPONENTS = ("optim.", "sched.", "logger.", "callbacks.", "data.source_args.", "recipe.")
+
+
+def adds_argument(overrides: list[str], key: str) -> bool:
+    """optim.eps=1e-6 when the optim preset does not list eps: rewritten in place to Hydra's +optim.eps=1e-6 (the
+    optimizer, schedule, logger or data source itself then accepts or refuses it). False for any other key."""
+    if not key.startswith(COMPONENTS):
+        return False
+    for i, o in enumerate(overrides):
+        if o.split("=", 1)[0] == key:
+            overrides[i] = "+" + o
+            return True
+    return False
 
 
 def unknown_key_message(name: str, overrides: list[str], key: str) -> str:

@@ -22,18 +22,19 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from gptlab import cli
-from gptlab.config.checks import int_at, require
+from gptlab.config.checks import require
+from gptlab.config.presets import CONF
 from gptlab.devices import resolve_device
 from gptlab.model.spec import check_spec
-from gptlab.runfolder import CONFIG
-
-TASKS = ("lambada", "wikitext", "hellaswag")
+from gptlab.runfolder import CONFIG, recorded
 
 
 def task_list(tasks) -> list[str]:
+    """The tasks asked for, each one of conf/task/ (a new task is a scoring function and one YAML file there)."""
+    from gptlab.config.presets import options
     names = [t.strip() for t in (tasks.split(",") if isinstance(tasks, str) else tasks or []) if t.strip()]
-    bad = [t for t in names if t not in TASKS]
-    require(not bad, f"tasks: unknown task(s) {bad}; valid tasks: {', '.join(TASKS)}")
+    bad = [t for t in names if t not in options("task")]
+    require(not bad, f"tasks: unknown task(s) {bad}; valid tasks: {', '.join(options('task'))}")
     return names
 
 
@@ -47,15 +48,18 @@ def run_defaults(cfg) -> Path | None:
     if not (run / CONFIG).is_file() or str(cfg.spec).startswith("hf:"):
         return None
     saved = OmegaConf.load(run / CONFIG)
-    given = set(given_keys(list(cfg.hydra.overrides.task), lambda k: (cli.CONF / k).is_dir()))
+    derived = recorded(OmegaConf.to_container(saved))
+    given = set(given_keys(list(cfg.hydra.overrides.task), lambda k: (CONF / k).is_dir()))
     touched = lambda key: any(g == key or g.startswith(key + ".") for g in given)  # noqa: E731
     if not touched("data"):
-        cfg.data = saved.data
+        for key, value in saved.data.items():  # the run's data, key by key into the typed node
+            if key in cfg.data:
+                cfg.data[key] = value
         if not touched("paths"):
             cfg.paths.data_dir = saved.paths.data_dir
-    block = saved.data.get("block_size") or saved.model.block_size
+    block = derived["block_size"]
     for key, value in (("ctx", block), ("max_tokens", saved.data.val_tokens // block * block),
-                       ("batch_size", saved.data.batch_size), ("loss_mask", bool(saved.data.get("loss_mask")))):
+                       ("batch_size", derived["micro_batch"]), ("loss_mask", bool(saved.data.get("loss_mask")))):
         if not touched(key):
             cfg[key] = value
     return run
@@ -68,14 +72,7 @@ def check(cfg):
     msg = check_spec(cli.given(cfg, "spec"))
     require(msg is None, msg or "")
     cfg.run_dir = str(run_defaults(cfg) or "") or None
-    int_at(cfg, "ctx", 1, null_ok=True)
-    int_at(cfg, "stride", 1, null_ok=True, what=" (tokens scored per window; null = ctx)")
-    if cfg.ctx and cfg.stride:
-        require(cfg.stride <= cfg.ctx, f"stride={cfg.stride} must be <= ctx={cfg.ctx}")
-    int_at(cfg, "max_tokens", 0, what=" (0 = no perplexity)")
-    int_at(cfg, "batch_size", 1)
-    int_at(cfg, "limit", 1, null_ok=True)
-    require(isinstance(cfg.loss_mask, bool), f"loss_mask must be true or false, got {cfg.loss_mask!r}")
+    cli.typed(cfg, "eval")  # every key's type and range (gptlab/config/commands.py EvalCommand)
     resolve_device(cfg.device)
     cfg.tasks = task_list(OmegaConf.to_object(cfg.tasks) if OmegaConf.is_config(cfg.tasks) else cfg.tasks)
     require(cfg.max_tokens or cfg.tasks, "nothing to evaluate: max_tokens=0 and no tasks")

@@ -15,9 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from gptlab import cli
-from gptlab.config.checks import int_at, require
-from gptlab.config.sampling import check_sample
-from gptlab.config.schema import SampleConfig
+from gptlab.config.checks import require
 from gptlab.devices import resolve_device
 from gptlab.model.spec import check_spec
 
@@ -39,11 +37,7 @@ def check(cfg):
     require(not p.startswith("file:") or Path(p[5:]).is_file(), f"prompts={p}: no such file; give one prompt a line")
     require(not p.startswith("val:") or Path(p[4:]).is_dir(), f"prompts={p}: no such data folder; prepare it with "
             "python -m gptlab.prepare, or give its path")
-    for key in ("n_prompts", "prompt_tokens", "n_samples", "batch_size"):
-        int_at(cfg, key, 1)
-    require(isinstance(cfg.seed, int) and not isinstance(cfg.seed, bool), f"seed must be an integer, got {cfg.seed!r}")
-    check_sample(SampleConfig(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, greedy=cfg.greedy,
-                              top_k=cfg.top_k, top_p=cfg.top_p))
+    cli.typed(cfg, "generations")  # every key's type and range (gptlab/config/commands.py GenerationsCommand)
     if cfg.greedy:
         cfg.temperature = 0  # argmax decoding: gptlab.model.sampling.sample_next
     resolve_device(cfg.device)
@@ -52,11 +46,11 @@ def check(cfg):
 
 def work(checked) -> None:
     cfg, models = checked
-    from gptlab.analysis.generations import write_generations
+    from gptlab.analysis.sample_tables import write_generations
     from gptlab.data.tokenizer import get_tokenizer
     from gptlab.devices import torch_device
-    from gptlab.evaluation.generations import run_generations
     from gptlab.evaluation.prompts import read_prompts
+    from gptlab.evaluation.samples import run_generations
     enc = get_tokenizer()
     prompts = read_prompts(str(cfg.prompts), enc, cfg.n_prompts, cfg.prompt_tokens, cfg.max_new_tokens)
     result = run_generations(models, prompts, cfg, enc, torch_device(cfg.device))

@@ -6,16 +6,16 @@
     python -c "from transformers import GPT2LMHeadModel as M; M.from_pretrained('exports/my-gpt')"
     python -m gptlab.hf --help
 
-The conversion is gptlab/model/hf.py: weights map by name (GPT-2's Conv1D weights transposed); a bias=False model is
-written with zero biases; a vocab padded past 50257 ids is cut to them. Released weights come from the Hugging Face
-cache; offline and not cached, the import is refused at once, saying what to download.
+The conversion is gptlab/model/convert.py: weights map by name (GPT-2's Conv1D weights transposed); a bias=False
+model is written with zero biases; a vocab padded past 50257 ids is cut to them. Released weights come from the
+Hugging Face cache; offline and not cached, the import is refused at once, saying what to download.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 from gptlab import cli
-from gptlab.config.checks import bool_at, require
+from gptlab.config.checks import require
 from gptlab.model.spec import canonical, check_spec
 
 ACTIONS = ("export", "import")
@@ -34,8 +34,7 @@ def check(cfg):
             f"import takes hf:<name> or hf:<folder>, got {cfg.spec!r}")
     out = cli.given(cfg, "out")
     require(out, f"out= is required: the {'folder' if action == 'export' else '.ckpt file'} to write")
-    bool_at(cfg, "overwrite")
-    bool_at(cfg, "tokenizer")
+    cli.typed(cfg, "hf")  # every key's type (gptlab/config/commands.py HfCommand)
     p = Path(out)
     if action == "export":
         require(cfg.overwrite or not p.exists() or (p.is_dir() and not any(p.iterdir())),
@@ -45,14 +44,14 @@ def check(cfg):
 
 def work(cfg) -> None:
     if cfg.action == "export":
-        from gptlab.model.hf import to_hf
+        from gptlab.model.convert import to_hf
         from gptlab.model.load import load_model
         model, info = load_model(cfg.spec)
         out = to_hf(model, cfg.out, tokenizer=cfg.tokenizer, overwrite=cfg.overwrite)
         print(f"exported {info['source']} {info['path']} ({model.num_params():,} params) to {out}")
     else:
         from gptlab.model.checkpoint import save_checkpoint
-        from gptlab.model.hf import from_hf
+        from gptlab.model.convert import from_hf
         model = from_hf(cfg.spec)
         print(f"wrote {save_checkpoint(model, cfg.out)} ({model.num_params():,} params)")
 

@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
 from gptlab import cli
-from gptlab.config.checks import ConfigError, int_at
+from gptlab.config.checks import ConfigError
 
 
 def check(cfg):
@@ -28,8 +28,8 @@ def check(cfg):
         key = e.full_key if e.full_key.startswith("data.") else f"data.{e.full_key}"
         raise ConfigError(f"{key} must be set: python -m gptlab.prepare "
                           f"data={cfg.hydra.runtime.choices.get('data')} {key}=...") from None
-    int_at(cfg, "workers", 1, null_ok=True)
-    return data, cfg.paths.data_dir, cfg.workers, bool(cfg.force)
+    p = cli.typed(cfg, "prepare")  # every key's type and range (gptlab/config/commands.py PrepareCommand)
+    return data, p.paths.data_dir, p.workers, p.force
 
 
 def work(checked) -> None:

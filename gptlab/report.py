@@ -9,7 +9,7 @@
     python -m gptlab.report --help
 
 Writes <out>/report.md, report.json, val_curves.png, loss_vs_params.png and, with cooldown branches, cooldowns.png
-(gptlab/analysis/report.py), and prints the table, the verdicts and the fits.
+(gptlab/analysis/render.py), and prints the table, the verdicts and the fits.
 Measured rows come from each run's summary.json (or its metrics.csv while a run has none); published GPT-2 figures
 are shown in their own section, never in the measured table.
 """
@@ -18,7 +18,7 @@ from __future__ import annotations
 from omegaconf import OmegaConf
 
 from gptlab import cli
-from gptlab.config.checks import int_at, require
+from gptlab.config.checks import require
 from gptlab.devices import resolve_device
 
 
@@ -30,7 +30,7 @@ def as_list(v) -> list[str]:
 
 def check(cfg) -> dict:
     """The paths given and every size and number valid, before torch is imported; returns write_report's arguments."""
-    from gptlab.analysis.report import model_size
+    from gptlab.analysis.render import model_size
     from gptlab.analysis.runs import find_run_dirs
     predict = as_list(cfg.predict)
     for spec in predict:
@@ -40,11 +40,10 @@ def check(cfg) -> dict:
     paths = as_list(runs)
     for p in paths:
         find_run_dirs(p)  # a missing folder, or one with no runs, is refused here
-    int_at(cfg, "batch_size", 1)
-    require(isinstance(cfg.log_x, bool), f"log_x must be true or false, got {cfg.log_x!r}")
+    cli.typed(cfg, "report")  # every key's type and range (gptlab/config/commands.py ReportCommand)
     resolve_device(cfg.device)
     if cfg.generations:
-        from gptlab.analysis.generations import read_generations
+        from gptlab.analysis.sample_tables import read_generations
         read_generations(cfg.generations)  # a missing file is refused before any run is read
     require(cfg.baseline is None or isinstance(cfg.baseline, str),
             f"baseline must be an arm's overrides as one string (baseline=sched=cosine), got {cfg.baseline!r}")
@@ -54,7 +53,7 @@ def check(cfg) -> dict:
 
 
 def work(kw: dict) -> None:
-    from gptlab.analysis.report import write_report
+    from gptlab.analysis.render import write_report
     res = write_report(**kw)
     print(res["table"] + "\n\n" + res["verdicts"] + "\n\n" + res["fits"])
     out = res["out"]

@@ -52,3 +52,47 @@ def label(overrides: list[str]) -> str:
     short = [k.rsplit(".", 1)[-1] for k in keys]
     unique = {s for s in short if short.count(s) == 1}
     return " ".join((s if s in unique else k) + o[len(k):] for o, k, s in zip(overrides, keys, short))
+
+
+def upgraded(saved):
+    """A config.yaml written before components came from config, in today's shape: optim as torch.optim.AdamW's
+    arguments (grad_clip to trainer), sched as a Schedule, logger as its components. Today's come back as they are."""
+    from omegaconf import OmegaConf, open_dict
+    data = OmegaConf.to_container(saved)
+    optim, sched, logger = data.get("optim") or {}, data.get("sched") or {}, data.get("logger")
+    if optim and "_target_" not in optim:
+        data.setdefault("trainer", {})["grad_clip"] = optim.get("grad_clip", 1.0)
+        data["optim"] = {"_target_": "torch.optim.AdamW", "_partial_": True, "lr": optim["lr"],
+                         "weight_decay": optim.get("weight_decay", 0.1), "eps": optim.get("eps", 1e-8),
+                         "betas": [optim.get("beta1", 0.9), optim.get("beta2", 0.95)],
+                         "fused": True if optim.get("fused") is None else optim["fused"]}
+    if sched and "_target_" not in sched:
+        name = sched.get("name", "cosine")
+        decay = {"constant": "none", "wsd": sched.get("decay_shape", "linear")}.get(name, name)
+        data["sched"] = {"_target_": "gptlab.config.schedule.Schedule", "warmup_steps": sched.get("warmup_steps", 100),
+                         "decay": decay, "decay_fraction": sched.get("decay_fraction", 0.2) if name == "wsd" else 1.0,
+                         "min_lr_ratio": sched.get("min_lr_ratio", 0.1)}
+    if isinstance(logger, dict) and "project" in logger:
+        data["logger"] = {}
+        if logger.get("project"):
+            data["logger"]["wandb"] = {"_target_": "gptlab.training.loggers.wandb_logger", "tags": [],
+                                       "save_dir": data.get("paths", {}).get("run_dir"), "init_timeout": 30,
+                                       **{k: logger.get(k) for k in ("project", "group", "name", "job_type", "mode")}}
+        if logger.get("tensorboard"):
+            data["logger"]["tensorboard"] = {"_target_": "lightning.pytorch.loggers.TensorBoardLogger",
+                                             "save_dir": data.get("paths", {}).get("run_dir"), "name": "tensorboard",
+                                             "version": "", "default_hp_metric": False}
+    out = OmegaConf.create(data)
+    with open_dict(out):
+        out.pop("resolved", None)
+    return out
+
+
+def recorded(saved: dict) -> dict:
+    """A run's derived values as its config.yaml records them (block_size, micro_batch, accumulation, world_size,
+    tokens_per_step). Records written before they were recorded get them from their data and model keys, here only."""
+    if saved.get("derived"):
+        return dict(saved["derived"])
+    data, model = saved.get("data") or {}, saved.get("model") or {}
+    block = data.get("block_size") or model.get("block_size")
+    return {"block_size": block, "micro_batch": data.get("batch_size")}

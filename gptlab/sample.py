@@ -20,7 +20,6 @@ from pathlib import Path
 
 from gptlab import cli
 from gptlab.config.checks import ConfigError, require
-from gptlab.config.sampling import sample_config
 from gptlab.devices import resolve_device
 from gptlab.model.spec import check_spec
 
@@ -40,13 +39,12 @@ def read_prompt(prompt, prompt_file=None, stdin=None) -> str:
 
 
 def check(cfg):
-    """Every option refused before torch is imported; returns (cfg, prompt text)."""
-    require(isinstance(cfg.seed, int) and not isinstance(cfg.seed, bool), f"seed must be an integer, got {cfg.seed!r}")
-    sample_config(cfg)
-    resolve_device(cfg.device)
+    """Every option refused before torch is imported; returns (the typed options, prompt text)."""
+    s = cli.typed(cfg, "sample")
+    resolve_device(s.device)
     msg = check_spec(cli.given(cfg, "spec"))  # after the options: a typo there is the likelier mistake
     require(msg is None, msg or "")
-    return cfg, read_prompt(cfg.prompt, cfg.prompt_file)
+    return s, read_prompt(s.prompt, s.prompt_file)
 
 
 def write(s: str) -> None:

@@ -11,20 +11,36 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def composed(*overrides, cuda=False):
-    """The train config as the command line composes it, data.batch_size=auto resolved as on a CPU (or cuda)."""
-    from hydra import compose, initialize_config_dir
+def composed(*overrides):
+    """The train config as the command line composes it (Hydra's node dropped, the presets recorded in `choices`
+    as a run records them); gptlab.config.run_config(cfg) makes the typed RunConfig of it."""
     from omegaconf import OmegaConf, open_dict
 
-    from gptlab.config import resolve_micro_batch
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=list(overrides), return_hydra_config=True)
-    preset = cfg.hydra.runtime.choices.model
+    from gptlab import cli
+    cfg = cli.compose("train", list(overrides))  # a bad key or type: Refused, with the command line's message
+    choices = {k: v for k, v in cfg.hydra.runtime.choices.items() if not k.startswith("hydra")}
     with open_dict(cfg):
         del cfg["hydra"]
+        cfg.choices = choices
     OmegaConf.update(cfg, "paths.run_dir", "/tmp/unused")  # ${hydra:...} only resolves inside a real run
-    resolve_micro_batch(cfg, preset, cuda)
     return cfg
+
+
+def validated(cfg, cuda: bool = False):
+    """What train checks before torch: the typed RunConfig (typed) and its components (types, targets, rates)."""
+    from gptlab.training.components import check_offline
+    run = typed(cfg, cuda)
+    check_offline(run)
+    return run
+
+
+def typed(cfg, cuda: bool = False):
+    """The RunConfig of a composed config, derived as on a CPU (or a CUDA GPU, for data.batch_size=auto)."""
+    from unittest import mock
+
+    from gptlab.config import run_config
+    with mock.patch("gptlab.config.derive.resolve_device", lambda name, key: "cuda" if cuda else "cpu"):
+        return run_config(cfg)
 
 
 # A tiny model and corpus: every training test runs in seconds on 2 CPU cores.

@@ -64,7 +64,7 @@ def test_dense_bf16_peaks(monkeypatch):
 
 
 def test_jemalloc_setting(monkeypatch, tmp_path):
-    from gptlab.training.perf import allocator, jemalloc
+    from gptlab.training.hardware import allocator, jemalloc
     monkeypatch.setenv("GPTLAB_JEMALLOC", "0")
     assert jemalloc() is None
     monkeypatch.setenv("GPTLAB_JEMALLOC", str(tmp_path / "missing.so"))
@@ -76,7 +76,7 @@ def test_jemalloc_setting(monkeypatch, tmp_path):
 
 
 def test_reexec_preloads_jemalloc_once_keeping_a_users_malloc_conf(monkeypatch, tmp_path):
-    from gptlab.training import perf
+    from gptlab.training import hardware as perf
     calls = []
     monkeypatch.setattr(perf, "jemalloc", lambda: "/lib/libjemalloc.so.2")
     monkeypatch.setattr(perf, "allocator", lambda: "default")
@@ -103,9 +103,9 @@ def test_training_step_has_no_host_sync_between_log_rows(tmp_path, monkeypatch):
     import lightning as L
 
     from gptlab.data.datamodule import TokenDataModule
+    from gptlab.speed.timing import synthetic_dataset
     from gptlab.training.callbacks import Progress, Throughput
     from gptlab.training.module import GPTModule
-    from gptlab.training.speed import synthetic_dataset
 
     data = synthetic_dataset(tmp_path, 20_000, 2_000, 0)
     module = GPTModule(dict(n_layer=1, n_head=2, n_embd=32, block_size=32), max_steps=100, tokens_per_step=64)
@@ -170,12 +170,12 @@ def test_bench_writes_table_and_json(tmp_path):
     assert r["projection"]["hours"] == pytest.approx(655_360_000 / r["train"]["lightning"]["tokens_per_s"] / 3600)
     assert r["max_rss_gb"] > 0 and len(r["load_avg"]["end"]) == 3
     assert r["data"] == "synthetic" and r["config"]["model"]["n_layer"] == 1
-    from gptlab.training.perf import jemalloc
+    from gptlab.training.hardware import jemalloc
     assert r["allocator"] == ("jemalloc" if jemalloc() else "default")
     assert "| lightning |" in p.stdout and "lightning / bare tokens/s" in p.stdout and "speedup" in p.stdout
 
 
-@pytest.mark.parametrize("arg, key", [("measure=[lightning,fast]", "measure="), ("steps=0", "steps="),
+@pytest.mark.parametrize("arg, key", [("measure=[lightning,fast]", "measure must be"), ("steps=0", "steps must be"),
                                       ("trainer.devices=2", "trainer.devices=2"),
                                       ("trainer.precision=16-mixed", "trainer.precision=")])
 def test_bench_bad_config_fails_fast_naming_the_key(tmp_path, arg, key):

@@ -18,15 +18,15 @@ from test_sweep import wandb_records
 from gptlab.analysis.fits import FitError, fit_surface
 from gptlab.config import ConfigError, run_config
 from gptlab.config.cooldown import branch_config, cooldown_steps
+from gptlab.config.schedule import Schedule
 from gptlab.config.study import seed_list
 from gptlab.eval import ENTRY as EVAL
 from gptlab.report import ENTRY as REPORT
-from gptlab.training.schedules import lr_at
 
 
 def test_one_minus_sqrt_cooldown_by_hand():
     # 100 steps, decay over the last 20 from 1e-3 to 0: at step 85 the decay is 5/20 done, sqrt(0.25) = 0.5
-    at = lambda s, shape: lr_at(s, "wsd", 1e-3, 100, 10, 0.0, 0.2, shape)  # noqa: E731
+    at = lambda s, shape: 1e-3 * Schedule(10, shape, 0.2, 0.0).factor(s, 100)  # noqa: E731
     assert at(80, "1-sqrt") == at(80, "linear") == pytest.approx(1e-3)  # the decay starts at the peak
     assert at(85, "1-sqrt") == pytest.approx(1e-3 * (1 - 0.5))
     assert at(85, "linear") == pytest.approx(1e-3 * (1 - 0.25))
@@ -40,18 +40,17 @@ def test_branch_config_decays_from_the_kept_step():
     cool = {"fraction": 0.2, "shape": "1-sqrt", "min_lr_ratio": 0.0}
     out = branch_config(saved, "runs/src/checkpoints/step-000200.ckpt", 200, cool, "runs/b")
     assert cooldown_steps(200, 0.2) == 50  # 50 of the branch's 250 steps decay: 20%
-    assert out.trainer.max_steps == 250 and out.sched.name == "wsd" and out.sched.decay_shape == "1-sqrt"
-    assert out.trainer.max_steps - round(out.sched.decay_fraction * out.trainer.max_steps) == 200
+    s = Schedule.of(out.sched)
+    assert out.trainer.max_steps == 250 and s.decay == "1-sqrt" and s.decay_start(250) == 200
     assert out.branch == "runs/src/checkpoints/step-000200.ckpt" and out.paths.run_dir == "runs/b"
     assert out.callbacks.last.dirpath == "runs/b/checkpoints"  # never written into the source's folder
     run = run_config(out)
-    assert lr_at(199, "constant", 1, 400, 30) == lr_at(200, run.sched.name, 1, 250, 30, 0.0, run.sched.decay_fraction,
-                                                      "1-sqrt") == 1.0
+    source = Schedule.of(saved.sched)
+    assert source.factor(199, 400) == Schedule.of(run.sched).factor(200, 250) == 1.0
 
 
 @pytest.mark.parametrize("args, message", [
-    (("sched=cosine",), "branch=x.ckpt: the run is trained with sched=cosine, whose rate at step 200 has already "
-                        "decayed"),
+    (("sched=cosine",), "branch=x.ckpt: the run's rate (cosine decay from step 30) has already decayed at step 200"),
     (("sched=constant", "sched.warmup_steps=300"), "branch=x.ckpt: step 200 is inside the run's warmup (300 steps)"),
 ])
 def test_branch_from_a_decayed_or_warming_rate_is_refused(args, message):
@@ -73,13 +72,14 @@ def test_keep_tokens_become_eval_steps():
 
 
 @pytest.mark.parametrize("args, message", [
-    (["cooldown.shape=cosine"], "cooldown.shape='cosine' is not one of"),
+    (["cooldown.shape=cosine"], "cooldown.shape must be one of linear, 1-sqrt, got 'cosine'"),
     (["cooldown.fraction=1"], "cooldown.fraction must be in (0, 1)"),
     (["cooldown.branches=true"], "cooldown.branches=true needs trainer.keep_tokens"),
     (["trainer.keep_tokens=[lots]"], "trainer.keep_tokens: 'lots' is not a token count"),
     (["study.seeds=0"], "study.seeds must be a count >= 1"),
     (["cooldown.branches=true", "trainer.keep_tokens=[1000]", "sched=cosine", "trainer.eval_interval=1",
-      "sched.warmup_steps=2"], "trainer.keep_tokens: the run is trained with sched=cosine, whose rate at step 4"),
+      "sched.warmup_steps=2"], "trainer.keep_tokens: the run's rate (cosine decay from step 2) has already decayed at "
+                               "step 4"),
 ])
 def test_bad_study_and_cooldown_settings_are_refused(args, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -156,7 +156,7 @@ def test_branch_continues_exactly_where_the_run_was(tiny_data, tmp_path, capsys)
     assert summary["steps"] == 19 and summary["final_val_loss"] == pytest.approx(by_tokens(b, "val/loss")[19 * tps])
     assert summary["cooldown"] == {"from": str(kept), "from_step": 15, "steps": 4, "fraction": 4 / 19,
                                    "shape": "1-sqrt", "min_lr_ratio": 0.0}
-    assert yaml.safe_load((branch / "config.yaml").read_text())["sched"]["name"] == "wsd"
+    assert yaml.safe_load((branch / "config.yaml").read_text())["sched"]["decay"] == "1-sqrt"
     assert hashlib.sha256((src / "checkpoints" / "last.ckpt").read_bytes()).hexdigest() == last  # source untouched
     # eval model=<branch> scores the weights its summary describes (validated after its last step, then saved)
     capsys.readouterr()
@@ -170,7 +170,7 @@ def test_branches_when_the_run_ends_and_their_report(tiny_data, tmp_path, capsys
     run = tmp_path / "run"
     budgets = ",".join(str(s * 128) for s in (5, 10, 15, 20, 25))
     run_train(["sched=constant", "trainer.max_steps=25", f"trainer.keep_tokens=[{budgets}]", "cooldown.branches=true",
-               "cooldown.shape=linear", "logger=wandb", "logger.mode=offline", f"hydra.run.dir={run}"], tiny_data,
+               "cooldown.shape=linear", "logger=wandb", "logger.wandb.mode=offline", f"hydra.run.dir={run}"], tiny_data,
               tmp_path)
     summary = json.loads((run / "summary.json").read_text())
     steps = [c["steps"] for c in summary["cooldowns"]]

@@ -90,7 +90,7 @@ def test_gitignore_covers_what_the_commands_write_into_the_current_folder():
 
 def test_a_local_hugging_face_folder_is_a_model_without_hf(tmp_path):
     from gptlab import GPT, GPTConfig
-    from gptlab.model.hf import to_hf
+    from gptlab.model.convert import to_hf
     from gptlab.model.load import load_model
     from gptlab.model.spec import check_spec
     model = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=16, block_size=16, vocab_size=50304))

@@ -11,7 +11,7 @@ from helpers import run_entry
 from test_report import TINY, fake_run
 
 from gptlab.analysis.fits import MIN_POINTS, FitError, fit_power_law
-from gptlab.analysis.report import write_report
+from gptlab.analysis.render import write_report
 from gptlab.analysis.runs import ReportError
 from gptlab.report import ENTRY as REPORT
 from gptlab.units import parse_count

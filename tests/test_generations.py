@@ -7,7 +7,7 @@ import pytest
 import torch
 from helpers import run_entry
 
-from gptlab.evaluation.generations import batches, generate, prompt_figures, row_seed
+from gptlab.evaluation.samples import batches, generate, prompt_figures, row_seed
 from gptlab.evaluation.textstats import distinct_n, rep_n, self_bleu
 from gptlab.model.gpt import GPT, GPTConfig
 

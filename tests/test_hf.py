@@ -10,8 +10,8 @@ from gptlab.config.schema import GPTConfig
 from gptlab.errors import Refused
 from gptlab.hf import ENTRY as HF
 from gptlab.model.checkpoint import LoadError, check_compatible
+from gptlab.model.convert import HFError, from_hf, to_hf
 from gptlab.model.gpt import GPT
-from gptlab.model.hf import HFError, from_hf, to_hf
 from gptlab.model.load import load_model
 
 TINY = dict(n_layer=2, n_head=2, n_embd=32)
@@ -92,8 +92,8 @@ def test_to_hf_refuses_a_full_folder_and_replaces_it_whole(tmp_path, monkeypatch
     with pytest.raises(HFError, match="overwrite=true"):
         to_hf(gpt(), out, tokenizer=False)
     assert (out / "keep.txt").read_text() == "mine"
-    import gptlab.model.hf
-    monkeypatch.setattr(gptlab.model.hf, "write_tokenizer", lambda *a: 1 / 0)  # a failure mid-write
+    import gptlab.model.convert
+    monkeypatch.setattr(gptlab.model.convert, "write_tokenizer", lambda *a: 1 / 0)  # a failure mid-write
     with pytest.raises(ZeroDivisionError):
         to_hf(gpt(), out, overwrite=True)
     assert sorted(os.listdir(out)) == ["keep.txt"] and sorted(os.listdir(tmp_path)) == ["export"]

@@ -67,6 +67,20 @@ def test_no_import_cycle():
     assert find_cycle(graph()) is None, " -> ".join(find_cycle(graph()))
 
 
+def package_graph() -> dict[str, set[str]]:
+    """The import graph between packages (gptlab.training, gptlab.analysis, ...; a top-level module is its own)."""
+    pkg = lambda name: ".".join(name.split(".")[:2])  # noqa: E731
+    out = {}
+    for name, deps in graph().items():
+        out.setdefault(pkg(name), set()).update(pkg(d) for d in deps if pkg(d) != pkg(name))
+    return out
+
+
+def test_no_package_level_cycle():
+    """training may use analysis's fits, or analysis training's records, never both: layers, not a tangle."""
+    assert find_cycle(package_graph()) is None, " -> ".join(find_cycle(package_graph()))
+
+
 def test_the_cycle_finder_finds_a_cycle():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
@@ -85,7 +99,7 @@ def test_the_top_level_keeps_only_entry_points_and_shared_plumbing():
     assert ENTRY_POINTS <= top
     assert top - ENTRY_POINTS == {"cli", "errors", "fs", "runfolder", "devices", "hub", "units"}
     assert {p.name for p in PKG.iterdir() if p.is_dir() and (p / "__init__.py").is_file()} == \
-        {"config", "model", "data", "training", "evaluation", "analysis"}
+        {"config", "model", "data", "training", "evaluation", "analysis", "speed"}
 
 
 def test_the_public_api_loads_lazily():

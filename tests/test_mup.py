@@ -11,11 +11,13 @@ import torch
 import yaml
 from helpers import ROOT, run_entry, run_train
 
-from gptlab.config import ConfigError, GPTConfig, validate
-from gptlab.model.coord_check import coord_check
+from gptlab.config import GPTConfig
+from gptlab.errors import Refused
 from gptlab.model.gpt import GPT
 from gptlab.model.load import load_model
-from gptlab.model.mup import Multipliers, param_groups
+from gptlab.model.mup import Multipliers
+from gptlab.training.coord_check import coord_check
+from gptlab.training.optimizers import param_groups
 
 FIXTURES = ROOT / "tests" / "fixtures"
 sys.path.insert(0, str(FIXTURES))
@@ -79,10 +81,16 @@ def test_multipliers_and_optimizer_groups_by_hand():
     assert hidden == {n for n, p in model.named_parameters() if p.dim() == 2} - embed and len(hidden) == 8 * 4
     assert all(p.dim() == 1 for g in groups[2:] for p in g["params"]) and groups[2]["weight_decay"] == 0.0
     assert groups[1]["lr"] == pytest.approx(1e-2 / 8) and groups[1]["weight_decay"] == pytest.approx(0.8)
-    assert "lr" not in groups[0] and groups[0]["weight_decay"] == 0.1  # the configured rate: what is logged
-    # the standard parametrisation keeps its two groups, matrices then vectors
+    assert groups[0]["lr"] == 1e-2 and groups[0]["weight_decay"] == 0.1  # the configured rate: what is logged
+    assert [g["role"] for g in groups] == ["embedding", "hidden", "gain"]  # a tied head has no group of its own
+    # the standard parametrisation: every group at the configured rate, in parameter order (as one matrices group
+    # and one vectors group were: AdamW's update is per element, so the split changes no number)
     sp = GPT(GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=16, vocab_size=96))
-    assert [len(g["params"]) for g in param_groups(sp, 1e-2, 0.1)] == [2 + 2 * 4, 2 * (4 + 4) + 2]  # ln, bias
+    sp_groups = param_groups(sp, 1e-2, 0.1)
+    assert [len(g["params"]) for g in sp_groups] == [2, 2 * 4, 2 * (4 + 4) + 2]  # wte wpe; hidden; ln, bias
+    assert [g["lr"] for g in sp_groups] == [1e-2] * 3 and [g["weight_decay"] for g in sp_groups] == [0.1, 0.1, 0.0]
+    order = [p for g in sp_groups for p in g["params"]]
+    assert order == [p for p in sp.parameters() if p.dim() >= 2] + [p for p in sp.parameters() if p.dim() < 2]
 
 
 def test_mup_init_and_forward_by_hand():
@@ -137,7 +145,7 @@ def test_hf_export_folds_the_multipliers_into_the_weights(tmp_path, kw):
     from test_hf import gpt, tokens
     from transformers import GPT2LMHeadModel
 
-    from gptlab.model.hf import to_hf
+    from gptlab.model.convert import to_hf
     m = gpt(**kw)
     assert not m.mult.standard
     out = to_hf(m, tmp_path / "export", tokenizer=False)
@@ -154,9 +162,9 @@ def test_hf_export_folds_the_multipliers_into_the_weights(tmp_path, kw):
     ("model.mup_base_depth=-2", "model.mup_base_depth must be null (off) or a positive integer, got -2"),
     ("model.mup_base_depth=1.5", "model.mup_base_depth must be an integer, got '1.5'")])
 def test_bad_mup_settings_are_refused(override, message):
-    from helpers import composed
-    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        validate(composed(override))
+    from helpers import composed, validated
+    with pytest.raises(Refused, match=message.replace("(", r"\(").replace(")", r"\)")):
+        validated(composed(override))
 
 
 MUP = ["model.mup_base_width=16", "model.mup_base_depth=1", "trainer.max_steps=10"]

@@ -199,15 +199,13 @@ def test_resume_writes_into_the_resumed_folder(tmp_path, monkeypatch):
     folder Hydra makes for the command: else a second crash resumes from a stale last.ckpt."""
     from hydra import compose, initialize_config_dir
 
-    from gptlab.config import validate
-    from gptlab.train import point_at_resumed_run
+    from gptlab.training.compose import compose_run
     (tmp_path / "old" / "checkpoints").mkdir(parents=True)
     (tmp_path / "old" / "checkpoints" / "last.ckpt").write_bytes(b"")
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=[f"resume={tmp_path / 'old'}"])
-    point_at_resumed_run(cfg)
-    cfg = validate(cfg)
-    assert cfg.callbacks.last.dirpath == cfg.callbacks.best.dirpath == f"{tmp_path / 'old'}/checkpoints"
+        cfg = compose("train", overrides=[f"resume={tmp_path / 'old'}", "paths.run_dir=/new/folder/hydra/made"])
+    run = compose_run(cfg)[0]
+    assert run.callbacks["last"]["dirpath"] == run.callbacks["best"]["dirpath"] == f"{tmp_path / 'old'}/checkpoints"
 
 
 # --- checkpoint writes: atomic, and a failure leaves the previous file --------------------------------------------
@@ -359,7 +357,7 @@ def test_nonfinite_loss_cli(tiny_data, tmp_path):
     """From the command line: a real divergence (lr 1e6, no clipping, no warmup) before the first checkpoint, and a
     drill after it; both exit 1 with one line naming the step, and the drill's run resumes from its good checkpoint."""
     run = tmp_path / "diverged"
-    p = run_train(["trainer.max_steps=20", "optim.lr=1e6", "optim.grad_clip=0", "sched.warmup_steps=0",
+    p = run_train(["trainer.max_steps=20", "optim.lr=1e6", "trainer.grad_clip=0", "sched.warmup_steps=0",
                    "trainer.log_every_n_steps=1", f"hydra.run.dir={run}"], tiny_data, tmp_path, check=False)
     assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr[-3000:]
     assert "error: non-finite training loss (nan) at step 2;" in p.stderr
@@ -384,7 +382,7 @@ def test_nonfinite_loss_cli(tiny_data, tmp_path):
 
 
 def test_resume_drops_a_metrics_row_cut_by_the_kill(tmp_path):
-    from gptlab.training.logs import AppendingCSVLogger
+    from gptlab.training.records import AppendingCSVLogger
     header = "epoch,lr,step,tokens,train/loss,val/loss\r\n"
     rows = "0,0.001,0,128.0,10.7,\r\n0,0.002,1,256.0,10.5,\r\n0,,1,256.0,,10.4\r\n0,0.003,2,384.0,10.3,\r\n"
     (tmp_path / "metrics.csv").write_bytes((header + rows + "0,0.003,3,51").encode())  # killed mid-row

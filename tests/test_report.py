@@ -15,7 +15,7 @@ import yaml
 from helpers import run_entry
 
 from gptlab.analysis.published import PUBLISHED
-from gptlab.analysis.report import write_report
+from gptlab.analysis.render import write_report
 from gptlab.analysis.runs import ReportError, collect_runs
 from gptlab.report import ENTRY as REPORT
 

@@ -228,7 +228,7 @@ def test_wandb_with_a_key_but_no_server_goes_offline_within_the_bound(tiny_data,
     with Silent() as url:
         env["WANDB_BASE_URL"] = url if server == "silent" else "http://127.0.0.1:9"
         t0 = time.time()
-        p = run_train(["logger=wandb", "logger.init_timeout=4", "trainer.max_steps=4", f"hydra.run.dir={run}"],
+        p = run_train(["logger=wandb", "logger.wandb.init_timeout=4", "trainer.max_steps=4", f"hydra.run.dir={run}"],
                       tiny_data, tmp_path, env=env)
         took = time.time() - t0
     out = p.stdout + p.stderr
@@ -244,7 +244,7 @@ def test_wandb_with_a_key_but_no_server_goes_offline_within_the_bound(tiny_data,
 def test_wandb_gets_the_full_config_tokens_axis_and_summary(tiny_data, tmp_path):
     from test_sweep import wandb_records
     run = tmp_path / "wb"
-    run_train(["logger=wandb", "logger.mode=offline", "logger.job_type=arm-a", "trainer.max_steps=8",
+    run_train(["logger=wandb", "logger.wandb.mode=offline", "logger.wandb.job_type=arm-a", "trainer.max_steps=8",
                f"hydra.run.dir={run}"], tiny_data, tmp_path)
     (f,) = run.glob("wandb/offline-run-*/run-*.wandb")
     records = list(wandb_records(f))

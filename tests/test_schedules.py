@@ -1,15 +1,24 @@
-"""Learning-rate schedules at known steps (warmup 10, 100 steps, lr 1e-3, min 1e-4)."""
+"""Learning-rate schedules at known steps (warmup 10, 100 steps, lr 1e-3, min 1e-4), built from the conf/sched/
+presets as a run builds them, and checked by hand.
+
+    .venv/bin/python -m pytest tests/test_schedules.py -q
+"""
 import math
 
 import pytest
 
-from gptlab.training.schedules import lr_at
+from gptlab.config import ConfigError
+from gptlab.config.presets import preset
+from gptlab.config.schedule import Schedule
 
 LR, MIN = 1e-3, 1e-4
 
 
 def at(name, step, **kw):
-    return lr_at(step, name, LR, 100, 10, min_lr_ratio=kw.pop("min_lr_ratio", 0.1), **kw)
+    """The rate of the conf/sched/<name>.yaml preset at `step` of a 100-step run, warmup 10."""
+    spec = {**preset("sched", name), "warmup_steps": 10, **kw}
+    spec.setdefault("min_lr_ratio", 0.1)
+    return LR * Schedule.of(spec).factor(step, 100)
 
 
 @pytest.mark.parametrize("name", ["cosine", "linear", "constant", "wsd"])
@@ -37,12 +46,25 @@ def test_constant():
 
 
 def test_wsd_is_flat_then_decays_over_the_last_fraction():
-    assert at("wsd", 79, decay_fraction=0.2) == LR
-    assert at("wsd", 80, decay_fraction=0.2) == LR
-    assert at("wsd", 90, decay_fraction=0.2) == pytest.approx((LR + MIN) / 2)
-    assert at("wsd", 100, decay_fraction=0.2) == pytest.approx(MIN)
+    assert at("wsd", 79, min_lr_ratio=0.1) == LR
+    assert at("wsd", 80, min_lr_ratio=0.1) == LR
+    assert at("wsd", 90, min_lr_ratio=0.1) == pytest.approx((LR + MIN) / 2)
+    assert at("wsd", 100, min_lr_ratio=0.1) == pytest.approx(MIN)
 
 
-def test_unknown_schedule_is_refused():
-    with pytest.raises(ValueError, match="cosine, linear, constant, wsd"):
-        at("exp", 50)
+def test_a_new_shape_is_one_file_of_existing_pieces():
+    """1-sqrt over the whole run, the shape no preset has: one spec, no code."""
+    s = Schedule.of({"_target_": "gptlab.config.schedule.Schedule", "warmup_steps": 10, "decay": "1-sqrt",
+                     "min_lr_ratio": 0.0})
+    assert s.factor(55, 100) == pytest.approx(1 - math.sqrt(0.5))
+
+
+@pytest.mark.parametrize("spec,message", [
+    ({"decay": "exp"}, "sched.decay must be one of cosine, linear, 1-sqrt, none, got 'exp'"),
+    ({"warmup_steps": -1}, "sched.warmup_steps must be an integer >= 0, got -1"),
+    ({"decay_fraction": 0}, "sched.decay_fraction must be in (0, 1], got 0"),
+    ({"speed": 2}, "sched.speed is not a key; allowed: decay, decay_fraction, min_lr_ratio, warmup_steps")])
+def test_bad_schedules_are_refused_naming_the_key(spec, message):
+    with pytest.raises(ConfigError) as e:
+        Schedule.of(spec)
+    assert str(e.value) == message

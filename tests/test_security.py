@@ -157,7 +157,7 @@ def with_marker(v, marker):
     ({"_target_": "os.system", "_args_": ["touch {marker}"]}, "only classes from gptlab.*, torch.*, lightning.*"),
     ({"_target_": "torch.os.system", "_args_": ["touch {marker}"]}, "is not a class"),  # re-exported by torch
     ({"_target_": "torch.save", "_args_": [1, "{marker}"]}, "is not a class"),  # a file write from a config
-    ({"_target_": "gptlab.train.os.system", "_args_": ["touch {marker}"]}, "is not a class"),
+    ({"_target_": "gptlab.training.compose.os.system", "_args_": ["touch {marker}"]}, "is not a class"),
     ({"_target_": "gptlab.training.callbacks.Progress",
       "refresh_every": {"_target_": "torch.save", "_args_": [1, "{marker}"]}},
      "callbacks.x.refresh_every._target_='torch.save' is not a class"),  # nested targets are checked too
@@ -166,7 +166,7 @@ def with_marker(v, marker):
     ({"_target_": "gptlab.no_such_module.Callback"}, "cannot be found"),
 ])
 def test_targets_outside_gptlab_torch_lightning_classes_are_refused(tmp_path, spec, message):
-    from gptlab.training.targets import safe_instantiate
+    from gptlab.training.components import safe_instantiate
     marker = tmp_path / "target-ran"
     node = OmegaConf.create({"x": with_marker(spec, marker)})
     with pytest.raises(ConfigError) as e:
@@ -179,7 +179,7 @@ def test_callback_classes_from_the_allowed_packages_are_instantiated(tmp_path):
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     from gptlab.training.callbacks import Progress
-    from gptlab.training.targets import safe_instantiate
+    from gptlab.training.components import safe_instantiate
     got = safe_instantiate(OmegaConf.create({
         "stop": {"_target_": "gptlab.training.callbacks.Progress", "refresh_every": 3},
         "ck": {"_target_": "lightning.pytorch.callbacks.ModelCheckpoint", "dirpath": str(tmp_path)},
@@ -197,8 +197,8 @@ def test_wandb_key_never_reaches_the_run_folder(tiny_data, tmp_path):
     key = "gptlabfake" + os.urandom(15).hex()  # 40 characters, as W&B keys are
     run = tmp_path / "run"
     env = {"HOME": str(tmp_path), "WANDB_API_KEY": key, "WANDB_MODE": None, "WANDB_DIR": None, "NETRC": None}
-    p = run_train(["logger=wandb", "logger.mode=offline", "trainer.max_steps=3", f"hydra.run.dir={run}"], tiny_data,
-                  tmp_path, env=env)
+    p = run_train(["logger=wandb", "logger.wandb.mode=offline", "trainer.max_steps=3", f"hydra.run.dir={run}"],
+                  tiny_data, tmp_path, env=env)
     files = [f for f in tmp_path.rglob("*") if f.is_file()]  # the run folder, and the HOME W&B may write to
     assert len(files) > 10 and any("wandb" in f.parts for f in files)  # the offline run was written
     leaks = [str(f) for f in files if key.encode() in f.read_bytes()]

@@ -13,7 +13,7 @@ from scipy import stats
 from test_report import TINY, fake_run
 
 from gptlab.analysis.arms import compare_arms, group_arms
-from gptlab.analysis.report import write_report
+from gptlab.analysis.render import write_report
 from gptlab.analysis.runs import ReportError, collect_runs
 from gptlab.analysis.stats import difference, holm, summarize
 from gptlab.analysis.verdicts import verdict

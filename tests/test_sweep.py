@@ -10,12 +10,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import ROOT, composed, run_train
+from helpers import ROOT, composed, run_train, validated
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from gptlab.analysis.report import write_report
-from gptlab.config import validate
+from gptlab.analysis.render import write_report
 
 SHORT = ["trainer.max_steps=30", "trainer.eval_interval=5"]  # six evals after step 0: enough for a plateau fit
 
@@ -52,7 +51,8 @@ def sweep_dirs(runs: Path) -> list[Path]:
 
 @pytest.mark.slow
 def test_four_job_multirun_summaries_wandb_group_and_report(tiny_data, tmp_path):
-    p = run_train(["-m", "model.n_layer=1,2", "model.n_embd=32,48", "logger=wandb", "logger.mode=offline", *SHORT],
+    p = run_train(["-m", "model.n_layer=1,2", "model.n_embd=32,48", "logger=wandb", "logger.wandb.mode=offline",
+                   *SHORT],
                   tiny_data, tmp_path, timeout=180)  # the issue's bound: 4 jobs in under 3 minutes
     sweep, jobs = sweep_dirs(tmp_path)
     assert [j.name for j in jobs] == ["0", "1", "2", "3"]
@@ -88,7 +88,7 @@ def test_study_seeds_make_arms_with_one_wandb_job_type(tiny_data, tmp_path):
     """study.seeds=2 on a study: 2 arms x 2 seeds; each arm's runs share a W&B job type (W&B draws their mean and
     band), and the report tests the arms per seed."""
     run_train(["-m", "experiment=dropout", "study.seeds=2", "data=text", "data.name=tiny", "trainer.max_steps=10",
-               "logger=wandb", "logger.mode=offline"], tiny_data, tmp_path, timeout=300)
+               "logger=wandb", "logger.wandb.mode=offline"], tiny_data, tmp_path, timeout=300)
     sweep, jobs = sweep_dirs(tmp_path)
     seen = []
     for j in jobs:
@@ -167,4 +167,4 @@ def test_named_studies_compose_and_sweep_real_keys(study):
         for key in (o.split("=")[0] for o in job):
             absent = object()  # a key may hold null (model.mup_base_width=null): it must exist, not be set
             assert OmegaConf.select(cfg, key, default=absent) is not absent, f"{study}: {key} is not a config key"
-        validate(cfg)
+        validated(cfg)

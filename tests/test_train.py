@@ -8,9 +8,10 @@ import sys
 
 import pytest
 import torch
-from helpers import ROOT, composed, run_train
+from helpers import ROOT, composed, run_train, validated
 
-from gptlab.config import ConfigError, resolve_micro_batch, validate
+from gptlab.config import ConfigError, run_config
+from gptlab.errors import Refused
 
 
 def rows(run):
@@ -25,22 +26,23 @@ def state(run, name="last"):
 # --- configs ---------------------------------------------------------------------------------------------------
 
 GROUPS = {g: sorted(p.stem for p in (ROOT / "conf" / g).glob("*.yaml"))
-          for g in ["model", "data", "optim", "sched", "trainer", "logger", "callbacks", "paths", "experiment"]}
+          for g in ["model", "data", "optim", "sched", "trainer", "logger", "callbacks", "experiment"]}
 
 
 @pytest.mark.parametrize("group,option", [(g, o) for g, opts in GROUPS.items() for o in opts])
 def test_every_config_group_option_composes_and_validates(group, option):
     required = ["init=hf:gpt2"] if (group, option) == ("experiment", "finetune") else []  # its required key
-    cfg = validate(composed(f"{group}={option}", *required))
+    cfg = validated(composed(f"{group}={option}", *required))
     assert cfg.model.n_embd % cfg.model.n_head == 0
 
 
 def test_study_experiment_reproduces_the_reference_run():
-    cfg = validate(composed("experiment=study_30m_owt"))
+    cfg = validated(composed("experiment=study_30m_owt"))
     assert (cfg.model.n_layer, cfg.model.n_head, cfg.model.n_embd, cfg.model.block_size) == (6, 6, 384, 512)
     assert cfg.data.name == "openwebtext" and cfg.data.global_batch == 64 and cfg.trainer.max_steps == 20000
     assert cfg.model.dropout == 0.0 and cfg.model.bias is False
-    assert cfg.data.batch_size == 8 and validate(composed("experiment=study_30m_owt", cuda=True)).data.batch_size == 64
+    assert cfg.data.batch_size == 8 and validated(composed("experiment=study_30m_owt"), cuda=True).data.batch_size == 64
+    assert cfg.optim["lr"] == 6e-4  # the recipe's AdamW rate
 
 
 @pytest.mark.parametrize("overrides,cuda,micro", [
@@ -53,31 +55,35 @@ def test_study_experiment_reproduces_the_reference_run():
     (["model=30m", "data.batch_size=2"], True, 2),  # a number is left alone
 ])
 def test_auto_micro_batch_is_the_tuned_one_that_divides_the_global_batch(overrides, cuda, micro):
-    cfg = validate(composed("data.batch_size=auto", *overrides, cuda=cuda))
+    cfg = validated(composed("data.batch_size=auto", *overrides), cuda=cuda)
     assert cfg.data.batch_size == micro
 
 
 def test_auto_micro_batch_needs_a_tuned_preset():
-    cfg = composed("data.batch_size=2")
-    cfg.data.batch_size = "auto"
+    cfg = composed("data.batch_size=auto")
     with pytest.raises(ConfigError, match="no tuned micro batch for model=mine .*set data.batch_size to a number"):
-        resolve_micro_batch(cfg, "mine", cuda=False)
+        run_config(cfg, preset="mine")
 
 
 @pytest.mark.parametrize("override,message", [
-    ("model.n_embd=130", "model.n_embd=130 must be divisible by model.n_head=4"),
+    ("model.n_embd=130", "model.n_embd=130 must be divisible by n_head=4 (e.g. n_embd=128)"),
     ("data.block_size=128", "data.block_size=128 must be between 1 and model.block_size=64"),
-    ("optim.lr=0", "optim.lr must be > 0"),
-    ("optim.lr=-1e-3", "optim.lr must be > 0"),
-    ("sched.name=exp", "sched.name='exp' is not one of ('cosine', 'linear', 'constant', 'wsd')"),
-    ("model.n_layer=abc", "model.n_layer"),
-    ("+model.n_layers=3", "model.n_layers is not a known key; allowed: bias, block_size, dropout"),
+    ("optim.lr=0", "optim.lr must be > 0, got 0"),
+    ("optim.lr=-1e-3", "optim.lr must be > 0, got -0.001"),
+    ("optim.betas=[0.9,1.5]", "optim (torch.optim.AdamW): Invalid beta parameter at index 1: 1.5"),
+    ("optim.epsilon=1e-6", "optim (torch.optim.AdamW): AdamW.__init__() got an unexpected keyword argument 'epsilon'"),
+    ("sched.decay=exp", "sched.decay must be one of cosine, linear, 1-sqrt, none, got 'exp'"),
+    ("sched.decay_fraction=2", "sched.decay_fraction must be in (0, 1], got 2"),
+    ("model.n_layer=abc", "model.n_layer must be an integer, got 'abc'"),
+    ("+model.n_layers=3", "model.n_layers is not a key"),
     ("data.global_batch=10", "data.global_batch=10 sequences must be a multiple of data.batch_size x devices"),
-    ("trainer.precision=fp8", "trainer.precision='fp8' is not one of"),
+    ("trainer.precision=fp8", "trainer.precision must be one of auto, 32-true, bf16-mixed"),
+    ("trainer.grad_clip=-1", "trainer.grad_clip must be a number >= 0 (0 disables), got -1"),
 ])
 def test_bad_configs_fail_with_the_key_and_allowed_values(override, message):
-    with pytest.raises(ConfigError) as e:
-        validate(composed(override))
+    from gptlab.training.components import check_optimizer
+    with pytest.raises(Refused) as e:
+        check_optimizer(validated(composed(override)))
     assert message in str(e.value)
 
 
@@ -86,7 +92,7 @@ def test_bad_config_fails_from_the_cli_before_torch_is_imported(tmp_path):
             "try:\n    runpy.run_module('gptlab.train', run_name='__main__')\n"
             "except SystemExit as e:\n    print('exit', e.code, 'torch' in sys.modules)")
     p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert "model.n_embd=130 must be divisible by model.n_head=4" in p.stderr
+    assert "model.n_embd=130 must be divisible by n_head=4" in p.stderr
     assert p.stdout.strip() == "exit 2 False"  # failed with code 2, torch never imported
 
 
@@ -125,7 +131,8 @@ def test_short_run_learns_and_writes_its_folder(short_run):
     val = [float(r["val/loss"]) for r in rows(run) if r["val/loss"]]
     assert len(val) == 7 and val == sorted(val, reverse=True)  # before training, then every 5 steps, falling
     assert not (run / ".lock").exists()  # a finished run leaves no lock behind
-    assert "recipe: experiment=shakespeare_tiny, model=tiny: lr 0.003 cosine" in p.stdout and "projected " in p.stdout
+    assert "recipe: experiment=shakespeare_tiny, model=tiny: AdamW lr 0.003, cosine decay" in p.stdout
+    assert "projected " in p.stdout
 
 
 @pytest.mark.slow
@@ -278,7 +285,7 @@ def test_finetune_from_a_run_lowers_val_loss_on_new_data(tiny_data, short_run, t
     s = json.loads((run / "summary.json").read_text())
     start = state(run)  # hparams carry the architecture taken from the init weights
     assert (start["hyper_parameters"]["model"]["n_embd"] == 32
-            and start["hyper_parameters"]["sched"]["name"] == "constant")
+            and start["hyper_parameters"]["sched"]["decay"] == "none")
     assert s["final_val_loss"] < s["val_before_loss"] - 0.5
     # it started from the init weights: their loss on the same val tokens, computed apart, is the 'before' value
     import numpy as np

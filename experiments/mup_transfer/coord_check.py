@@ -8,7 +8,7 @@ from pathlib import Path
 
 from gptlab.analysis.plots import coord_check_png
 from gptlab.fs import atomic_write_bytes, atomic_write_json, atomic_write_text
-from gptlab.model.coord_check import coord_check
+from gptlab.training.coord_check import coord_check
 
 HERE = Path(__file__).parent
 LR, STEPS, SEEDS = 3e-3, 4, (0, 1, 2)

@@ -23,7 +23,8 @@ NOT_THE_ARM = UNPAIRED + ("paths", "logger", "hydra", "callbacks", "sample", "st
                           "resume", "data.num_workers", "trainer.stop_after", "trainer.ckpt_every_minutes",
                           "trainer.devices", "trainer.num_nodes", "trainer.strategy", "trainer.threads",
                           "trainer.accelerator", "trainer.log_every_n_steps", "trainer.keep_tokens",
-                          "cooldown.branches")
+                          "cooldown.branches", "choices", "sweep", "name", "arm",
+                          "derived", "resume_step", "changes")  # the last six: what a run records about itself
 
 
 def _key(override: str) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from gptlab.errors import Refused
-from gptlab.runfolder import METRICS, SUMMARY, label, read_metrics
+from gptlab.runfolder import METRICS, SUMMARY, label, read_metrics, recorded
 
 RUN_FILES = (SUMMARY, METRICS)
 
@@ -78,7 +78,7 @@ def load_run(run_dir, name: str | None = None) -> dict:
            "overrides": _yaml(d / ".hydra" / "overrides.yaml") or [],
            "data_name": data.get("name"), "val_tokens": data.get("val_tokens"), "loss_mask": data.get("loss_mask"),
            "data_dir": (cfg.get("paths") or {}).get("data_dir"),
-           "ctx": data.get("block_size") or model.get("block_size"),
+           "ctx": recorded(cfg)["block_size"],
            "from_summary": bool(summary), "seed": cfg.get("seed"), "lr": (cfg.get("optim") or {}).get("lr"),
            "baseline": (cfg.get("study") or {}).get("baseline"), "config": cfg}
     if summary:

@@ -1,25 +1,18 @@
-"""The typed config tree and its validation (no torch): schema.py the dataclasses, checks.py the checks they are
-built from, batch.py the batch arithmetic, validate.py validate() and run_config(), sampling.py the sampling options.
+"""The typed config (no torch): schema.py (training) and commands.py (the other entry points) hold every key's
+default, type, comment and check; store.py registers them with Hydra and builds them; derive.py works out the
+derived values once; presets.py reads conf/; help.py writes --help; resume.py and cooldown.py make a resumed or
+branched run's config; schedule.py is the learning-rate schedule.
 
     python -c "from gptlab.config import GPTConfig; print(GPTConfig())"
 """
-from gptlab.config.batch import MICRO_BATCH, accumulation, block_size, resolve_micro_batch, world_size
 from gptlab.config.checks import ConfigError
-from gptlab.config.schema import (
-           PRECISIONS,
-           SCHEDULES,
-           GPTConfig,
-           LoggerConfig,
-           OptimConfig,
-           RunConfig,
-           SampleConfig,
-           SchedConfig,
-)
-from gptlab.config.study import register
-from gptlab.config.validate import run_config, validate, validate_model
+from gptlab.config.derive import MICRO_BATCH, run_config
+from gptlab.config.schema import PRECISIONS, DataConfig, Derived, GPTConfig, RunConfig, SampleConfig, TrainerConfig
+from gptlab.config.store import register
+from gptlab.config.study import register as register_seeds
 
-register()  # ${seeds:n} in a study's sweep (gptlab/config/study.py)
+register()  # the schemas, as conf/<entry>.yaml's first default (gptlab/config/store.py)
+register_seeds()  # ${seeds:n} in a study's sweep (gptlab/config/study.py)
 
-__all__ = ["MICRO_BATCH", "PRECISIONS", "SCHEDULES", "ConfigError", "GPTConfig", "LoggerConfig", "OptimConfig",
-           "RunConfig", "SampleConfig", "SchedConfig", "accumulation", "block_size", "resolve_micro_batch",
-           "run_config", "validate", "validate_model", "world_size"]
+__all__ = ["MICRO_BATCH", "PRECISIONS", "ConfigError", "DataConfig", "Derived", "GPTConfig", "RunConfig",
+           "SampleConfig", "TrainerConfig", "run_config"]

@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import fields
 
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
 from gptlab.errors import Refused
 
@@ -22,6 +20,13 @@ class ConfigError(Refused, ValueError):
 def require(ok: bool, msg: str) -> None:
     if not ok:
         raise ConfigError(msg)
+
+
+def must(ok: bool, key: str, what: str, value) -> None:
+    """ConfigError "<key> must be <what>, got <value>" unless ok (a schema's check names its own key; the builder
+    puts the group in front: model.n_layer)."""
+    if not ok:
+        raise ConfigError(f"{key} must be {what}, got {value!r}")
 
 
 def is_int(v) -> bool:
@@ -49,27 +54,6 @@ def bool_at(cfg: DictConfig, key: str) -> bool:
     return v
 
 
-def finite(node, prefix: str) -> None:
-    """Every float of a typed group is finite: optim.lr=inf or weight_decay=nan would train on NaNs."""
-    for k, v in node.items():
-        require(not isinstance(v, float) or math.isfinite(v), f"{prefix}.{k} must be a finite number, got {v}")
-
-
-def typed(node, schema: type, key: str) -> DictConfig:
-    """Merge `node` (the config at `key`) into its schema: wrong types and unknown keys fail with the key's name."""
-    if node is None:
-        raise ConfigError(f"missing config group '{key}'")
-    try:
-        known = {f.name for f in fields(schema)}
-        extra = sorted(set(node.keys()) - known)
-        if extra:
-            raise ConfigError(f"{key}.{extra[0]} is not a known key; allowed: {', '.join(sorted(known))}")
-        return OmegaConf.merge(OmegaConf.structured(schema), node)
-    except OmegaConfBaseException as e:
-        full = f"{key}.{e.full_key}" if getattr(e, "full_key", None) else key
-        raise ConfigError(value_message(full, e.msg if hasattr(e, "msg") else str(e))) from None
-
-
 KINDS = {"Float": "a number", "float": "a number", "Integer": "an integer", "int": "an integer",
          "Boolean": "true or false", "bool": "true or false", "String": "text", "str": "text"}
 
@@ -80,8 +64,3 @@ def value_message(key: str, msg: str) -> str:
     if m:
         return f"{key} must be {KINDS.get(m.group(2) or m.group(3), m.group(2) or m.group(3))}, got {m.group(1)!r}"
     return f"{key}: {msg}"
-
-
-def to_object(node, schema: type, key: str):
-    """The dataclass instance of `node` under its schema (see typed); ??? values a source fills later stay ???."""
-    return schema(**OmegaConf.to_container(typed(node, schema, key), resolve=True, throw_on_missing=False))

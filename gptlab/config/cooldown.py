@@ -14,6 +14,7 @@ from __future__ import annotations
 from omegaconf import DictConfig, OmegaConf
 
 from gptlab.config.checks import ConfigError
+from gptlab.config.schedule import TARGET, Schedule
 
 
 def cooldown_steps(step: int, fraction: float) -> int:
@@ -21,20 +22,17 @@ def cooldown_steps(step: int, fraction: float) -> int:
     return max(1, round(step * fraction / (1 - fraction)))
 
 
-def check_source(saved: DictConfig, step: int, where: str) -> None:
-    """A branch needs the rate at its step to be the peak: a constant run after warmup, or wsd before its decay."""
-    s = saved.sched
+def check_source(sched: dict, max_steps: int, step: int, where: str) -> None:
+    """A branch needs the rate at its step to be the peak: after the warmup and before any decay (a constant run,
+    or wsd before its decay starts). `sched` is the run's schedule spec (conf/sched/*.yaml, resolved)."""
+    s = Schedule.of(sched)
     if step < s.warmup_steps:
         raise ConfigError(f"{where}: step {step} is inside the run's warmup ({s.warmup_steps} steps), where the rate "
                           "is not yet the peak; branch from a step after it")
-    if s.name == "constant":
-        return
-    if s.name == "wsd":
-        start = saved.trainer.max_steps - max(1, round(s.decay_fraction * saved.trainer.max_steps))
-        if step <= start:
-            return
-    raise ConfigError(f"{where}: the run is trained with sched={s.name}, whose rate at step {step} has already "
-                      "decayed; cooldown branches start from a constant rate (train the source with sched=constant)")
+    if step > s.decay_start(max_steps):
+        raise ConfigError(f"{where}: the run's rate ({s.decay} decay from step {s.decay_start(max_steps)}) has "
+                          f"already decayed at step {step}; cooldown branches start from a constant rate (train the "
+                          "source with sched=constant, or sched=wsd before its decay)")
 
 
 def moved(node, old: str, new: str):
@@ -53,12 +51,12 @@ def branch_config(saved: DictConfig, ckpt: str, step: int, cooldown: dict, run_d
                   stop_after: int | None = None) -> DictConfig:
     """The source run's saved config as a branch from `ckpt` (at `step`) into `run_dir`, decaying as `cooldown`
     says ({fraction, shape, min_lr_ratio}); `stop_after` time-slices it as trainer.stop_after does a run."""
-    check_source(saved, step, f"branch={ckpt}")
+    check_source(OmegaConf.to_container(saved.sched), saved.trainer.max_steps, step, f"branch={ckpt}")
     c = cooldown_steps(step, cooldown["fraction"])
     out = OmegaConf.create(moved(OmegaConf.to_container(saved), str(saved.paths.run_dir), str(run_dir)))
-    out.sched = OmegaConf.create({"name": "wsd", "warmup_steps": saved.sched.warmup_steps,
-                                  "min_lr_ratio": cooldown["min_lr_ratio"], "decay_fraction": c / (step + c),
-                                  "decay_shape": cooldown["shape"]})
+    out.sched = OmegaConf.create({"_target_": TARGET, "warmup_steps": saved.sched.warmup_steps,
+                                  "decay": cooldown["shape"], "decay_fraction": c / (step + c),
+                                  "min_lr_ratio": cooldown["min_lr_ratio"]})
     OmegaConf.update(out, "trainer.max_steps", step + c)
     OmegaConf.update(out, "trainer.keep_tokens", [], force_add=True)
     OmegaConf.update(out, "trainer.stop_after", stop_after, force_add=True)

@@ -1,5 +1,5 @@
 """An entry point's --help: its commands, then every key with the value this command line would run with (the
-composed config, not a group file's default) and the comment the config files give it. Imports no torch.
+composed config, not a group file's default) and its comment from its one source. Imports no torch.
 
     python -m gptlab.train --help                      # a plain run's values: lr 0.002, 1200 steps, ...
     python -m gptlab.train model=30m sched=wsd --help  # the values of the run this line describes
@@ -11,18 +11,22 @@ from pathlib import Path
 
 from gptlab.config.presets import CONF, options
 
-HIDDEN = ("hydra", "required", "recipe", "choices")  # bookkeeping keys, not knobs
+HIDDEN = ("hydra", "required", "choices", "sweep", "name", "arm", "derived", "resume_step", "changes")  # set at start
 
 
 def comments(name: str, choices: dict) -> dict[str, str]:
-    """dotted key -> comment, from conf/<name>.yaml and the chosen file of each group (a group's own comment first,
-    an experiment's only for keys nothing else describes); 'group:<g>' -> the defaults-list comment of group g."""
-    out = {}
+    """dotted key -> comment, each from its one source: the entry point's schema (gptlab/config/schema.py,
+    commands.py) for its keys, the chosen preset file for a component's arguments (conf/optim/adamw.yaml: lr), and
+    conf/<name>.yaml's defaults list for the groups ('group:<g>')."""
+    from gptlab.config.store import comments as schema_comments
+    from gptlab.config.store import schemas
+    out = dict(schema_comments(schemas()[name])) if name in schemas() else {}
     for key, _, comment in yaml_keys(CONF / f"{name}.yaml"):
-        out.setdefault(key, comment)
+        if key.startswith("group:") and comment:
+            out.setdefault(key, comment)
     files = [(g, CONF / g / f"{c}.yaml") for g, c in choices.items() if (CONF / g / f"{c}.yaml").is_file()]
     is_global = lambda path: path.read_text().startswith("# @package _global_")  # noqa: E731
-    for group, path in sorted(files, key=lambda f: is_global(f[1])):  # groups' own comments before experiments'
+    for group, path in sorted(files, key=lambda f: is_global(f[1])):  # components' own comments before experiments'
         glob = is_global(path)
         for key, _, comment in yaml_keys(path):
             if comment and not key.startswith("group:"):
@@ -47,11 +51,28 @@ def text(name: str, doc: str, cfg, aliases: dict[str, str], positional: tuple[st
             lines.append(group_line(top, choices[top], notes))
         node, indent = cfg._get_node(top), "    " if top in choices else "  "
         if OmegaConf.is_dict(node):
-            lines += [line(f"{top}.{k}", v, notes, indent, back) for k, v in leaves(node)]
+            pairs = leaves(node) + schema_defaults(node, top, notes)
+            lines += [line(f"{top}.{k}", v, notes, indent, back) for k, v in pairs]
         else:
             lines.append(line(top, value(cfg, top), notes, "  ", back))
     lines += [group_line(g, c, notes) for g, c in choices.items() if g not in cfg]  # experiment, ...
     return "\n".join(lines)
+
+
+def schema_defaults(node, top: str, notes: dict) -> list[tuple[str, object]]:
+    """A component that is a gptlab config dataclass (sched: Schedule): its fields the preset leaves at their
+    defaults, with the comments from the class, its one source."""
+    import dataclasses
+
+    from gptlab.config.store import field_comments
+    target = node.get("_target_") if "_target_" in node else None
+    if not isinstance(target, str) or not target.startswith("gptlab.config."):
+        return []
+    from hydra.utils import get_object
+    cls = get_object(target)
+    for name, text in field_comments(cls).items():
+        notes.setdefault(f"{top}.{name}", text)
+    return [(f.name, f.default) for f in dataclasses.fields(cls) if f.name not in node]
 
 
 def group_line(group: str, choice: str, notes: dict) -> str:

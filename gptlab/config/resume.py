@@ -15,7 +15,7 @@ from gptlab.config.checks import ConfigError
 
 SAFE = ("trainer.max_steps", "trainer.stop_after", "trainer.ckpt_every_minutes", "trainer.devices",
         "trainer.num_nodes", "trainer.strategy", "trainer.threads", "trainer.accelerator", "device",
-        "data.num_workers", "logger.mode")  # what a resume may change: length, where and how fast it runs
+        "data.num_workers", "logger.wandb.mode")  # what a resume may change: length, where and how fast it runs
 IGNORED = ("resume", "paths.run_dir")  # the resume itself, and the folder it writes into (the run's)
 
 

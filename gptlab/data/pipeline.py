@@ -39,7 +39,7 @@ from gptlab.data.shards import (
     write_mask,
     write_shard,
 )
-from gptlab.data.sources import SourceError, doc_text, fingerprint, open_source
+from gptlab.data.sources import SourceError, doc_text, fingerprint, open_source, source_arguments
 from gptlab.data.tokenizer import EOT, N_VOCAB, NAME, get_tokenizer
 
 IN_FLIGHT_CHARS = 8_000_000  # text queued for the encoder threads: keeps them busy, bounds memory (~30 MB)
@@ -152,7 +152,8 @@ def _settings(data_cfg: Mapping) -> dict:
             raise SourceError(f"data.{key} is not set (see conf/data/*.yaml)")
     if int(data_cfg["shard_tokens"]) < 1:
         raise SourceError(f"data.shard_tokens must be >= 1, got {data_cfg['shard_tokens']}")
-    args = json.loads(json.dumps(data_cfg.get("source_args") or {}, default=str))  # Paths etc. -> JSON
+    args = json.loads(json.dumps(source_arguments(data_cfg["source"], data_cfg.get("source_args") or {}),
+                                 default=str))  # Paths etc. -> JSON; defaults written out, so they compare equal
     return {"format_version": VERSION, "tokenizer": NAME, "vocab_size": N_VOCAB, "dtype": DTYPE,
             "source": data_cfg["source"], "source_args": args, "inputs": fingerprint(data_cfg["source"], args),
             "shard_tokens": int(data_cfg["shard_tokens"])}

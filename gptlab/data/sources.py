@@ -351,14 +351,20 @@ def fingerprint(source: str, args: dict) -> str | None:
 SOURCES = {"shakespeare": shakespeare, "text": text, "chat": chat, "hf": hf, "openwebtext": openwebtext}
 
 
-def open_source(name: str, args: dict) -> dict[str, Docs]:
-    """Call source `name` with `args`; a typo in data.source_args fails here, naming the accepted keys."""
+def source_arguments(name: str, args: dict) -> dict:
+    """Every argument source `name` is called with: `args` and the function's defaults for the rest (the one place
+    they are written); a typo in data.source_args fails here, naming the accepted keys."""
     if name not in SOURCES:
         raise SourceError(f"unknown source {name!r}; known: {', '.join(SOURCES)}")
-    fn = SOURCES[name]
+    sig = inspect.signature(SOURCES[name])
     try:
-        inspect.signature(fn).bind(**args)
+        bound = sig.bind(**args)
     except TypeError as e:
-        raise SourceError(f"data.source_args for source {name!r}: {e}; it takes "
-                          f"{', '.join(inspect.signature(fn).parameters)}") from None
-    return fn(**args)
+        raise SourceError(f"data.source_args for source {name!r}: {e}; it takes {', '.join(sig.parameters)}") from None
+    bound.apply_defaults()
+    return dict(bound.arguments)
+
+
+def open_source(name: str, args: dict) -> dict[str, Docs]:
+    """Call source `name` with `args` (checked by source_arguments)."""
+    return SOURCES[name](**source_arguments(name, args))

@@ -6,11 +6,10 @@
     python -c "from gptlab.model.load import load_model; from gptlab.evaluation.tasks import run_task; \
                m, _ = load_model('hf:gpt2'); print(run_task('lambada', m, limit=50))"
 
-Data: the hub datasets named in HUB (as the harness names them) through datasets.load_dataset, or a local file in the
-same
-record format: a .jsonl (one record a line) or .json (a list of records) file; any other path (a local copy of
-the hub repo) replaces the hub id in load_dataset, with the task's config and split. Records: lambada {"text"},
-wikitext {"page"}, hellaswag {"activity_label", "ctx_a", "ctx_b", "endings", "label", ...}.
+Data: the hub datasets conf/task/<name>.yaml names (as the harness does) through datasets.load_dataset, or a local
+file in the same record format: a .jsonl (one record a line) or .json (a list of records) file; any other path (a
+local copy of the hub repo) replaces the hub id in load_dataset, with the task's config and split. Records: lambada
+{"text"}, wikitext {"page"}, hellaswag {"activity_label", "ctx_a", "ctx_b", "endings", "label", ...}.
 
 Scoring, as the harness's HFLM: text encoded with the GPT-2 tokenizer (special tokens allowed, as HF's does);
 a context's trailing spaces move to the continuation; continuation tokens = encode(context + continuation) minus
@@ -25,6 +24,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,11 +34,6 @@ from tqdm import tqdm
 from gptlab.data.tokenizer import EOT, N_VOCAB, get_tokenizer
 from gptlab.errors import Failed
 
-HUB = {  # task -> (dataset, config, split), as the harness's task yaml files
-    "lambada": ("EleutherAI/lambada_openai", "default", "test"),
-    "wikitext": ("EleutherAI/wikitext_document_level", "wikitext-2-raw-v1", "test"),
-    "hellaswag": ("Rowan/hellaswag", None, "validation"),
-}
 ROWS = 1024  # head rows per chunk: 1024 x 50257 fp32 logits = 206 MB at most
 
 
@@ -184,46 +179,71 @@ def hellaswag(model, records, ctx, batch_size=8, device="cpu") -> dict:
     return {"acc": float(np.mean(acc)), "acc_norm": float(np.mean(acc_norm)), "examples": len(docs)}
 
 
-TASKS = {"lambada": lambada, "wikitext": wikitext, "hellaswag": hellaswag}
+@dataclass
+class Task:
+    """One zero-shot task, as conf/task/<name>.yaml describes it: the function that scores its records and the hub
+    dataset they come from (a local .jsonl/.json file in the same record format replaces it)."""
+    name: str  # the task's file name under conf/task/
+    score: str  # dotted path of a gptlab function (model, records, ctx, batch_size, device) -> metrics
+    dataset: str  # hub dataset id, as lm-evaluation-harness names it
+    config: str | None  # the dataset's config
+    split: str  # the split scored
+
+    def records(self, path: str | Path | None = None, limit: int | None = None) -> list[dict]:
+        """The task's records: from a local .jsonl/.json file, else load_dataset(path or the hub id)."""
+        if path is not None and Path(path).suffix in (".jsonl", ".json"):
+            return read_records(self.name, Path(path))[:limit]
+        from gptlab.hub import HubUnreachable, offline_unless_reachable, unreachable_message
+        online = offline_unless_reachable()  # before datasets is imported: offline, it reads only its cache
+        import datasets  # slow to import: only when a dataset is read through it
+        try:
+            ds = datasets.load_dataset(str(path or self.dataset), self.config, split=self.split)
+        except Exception as e:  # offline, not found, wrong format
+            fix = f"pass a local copy with task_path.{self.name}=<file.jsonl> in the hub's record format"
+            if not online:
+                raise HubUnreachable(unreachable_message(f"task {self.name} ({path or self.dataset})", fix)) from None
+            raise TaskError(f"{self.name}: cannot load {path or self.dataset} ({type(e).__name__}: {e}); {fix}") \
+                from None
+        return list(ds.select(range(min(limit, len(ds)))) if limit is not None else ds)
+
+    def run(self, model, path=None, limit=None, ctx=None, batch_size=8, device="cpu") -> dict:
+        """Metrics of the task (and its example count); ctx defaults to the model's context."""
+        from hydra.utils import get_object
+        if not self.score.startswith("gptlab."):
+            raise TaskError(f"task {self.name}: score={self.score!r} must name a gptlab function")
+        return get_object(self.score)(model, self.records(path, limit), ctx or model.config.block_size, batch_size,
+                                      device)
+
+
+def read_records(name: str, path: Path) -> list[dict]:
+    try:
+        text = path.read_text(encoding="utf-8")
+        # split("\n"), not splitlines(): U+2028 and friends may sit inside a record's text
+        return [json.loads(line) for line in text.split("\n") if line.strip()] if path.suffix == ".jsonl" else \
+            json.loads(text)
+    except (OSError, ValueError) as e:
+        raise TaskError(f"{name}: cannot read {path}: {e}") from None
 
 
 def task_names(tasks) -> list[str]:
-    """A list or a comma-separated string of task names, each checked."""
+    """A list or a comma-separated string of task names, each one of conf/task/."""
+    from gptlab.config.presets import options
     names = [t.strip() for t in (tasks.split(",") if isinstance(tasks, str) else tasks or []) if t.strip()]
-    bad = [t for t in names if t not in TASKS]
+    bad = [t for t in names if t not in options("task")]
     if bad:
-        raise TaskError(f"unknown task(s) {bad}; valid tasks: {', '.join(TASKS)}")
+        raise TaskError(f"unknown task(s) {bad}; valid tasks: {', '.join(options('task'))}")
     return names
 
 
-def load_records(task: str, path: str | Path | None = None, limit: int | None = None) -> list[dict]:
-    """The task's records: from a local .jsonl/.json file, else load_dataset(path or the hub id in HUB)."""
-    task_names([task])
-    if path is not None and Path(path).suffix in (".jsonl", ".json"):
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-            # split("\n"), not splitlines(): U+2028 and friends may sit inside a record's text
-            recs = ([json.loads(line) for line in text.split("\n") if line.strip()]
-                    if Path(path).suffix == ".jsonl" else json.loads(text))
-        except (OSError, ValueError) as e:
-            raise TaskError(f"{task}: cannot read {path}: {e}") from None
-        return recs[:limit]
-    from gptlab.hub import HubUnreachable, offline_unless_reachable, unreachable_message
-    name, config, split = HUB[task]
-    online = offline_unless_reachable()  # before datasets is imported: offline, it reads only its cache
-    import datasets  # slow to import: only when a dataset is read through it
-    try:
-        ds = datasets.load_dataset(str(path or name), config, split=split)
-    except Exception as e:  # offline, not found, wrong format
-        if not online:
-            fix = f"pass a local copy with task_path.{task}=<file.jsonl> in the hub's record format"
-            raise HubUnreachable(unreachable_message(f"task {task} ({path or name})", fix)) from None
-        raise TaskError(f"{task}: cannot load {path or name} ({type(e).__name__}: {e}); pass a local copy "
-                        f"with task_path.{task}=<file.jsonl>") from None
-    return list(ds.select(range(min(limit, len(ds)))) if limit is not None else ds)
+def task(name: str) -> Task:
+    """The Task conf/task/<name>.yaml builds."""
+    from gptlab.config.presets import preset
+    spec = preset("task", task_names([name])[0])
+    if spec.get("_target_") != f"{__name__}.Task":
+        raise TaskError(f"conf/task/{name}.yaml: _target_ must be {__name__}.Task")
+    return Task(name=name, **{k: v for k, v in spec.items() if k != "_target_"})
 
 
 def run_task(name: str, model, path=None, limit=None, ctx=None, batch_size=8, device="cpu") -> dict:
     """Metrics of one task (and its example count); ctx defaults to the model's context."""
-    return TASKS[task_names([name])[0]](model, load_records(name, path, limit), ctx or model.config.block_size,
-                                        batch_size, device)
+    return task(name).run(model, path, limit, ctx, batch_size, device)

@@ -14,7 +14,7 @@ A text with fewer words than n has no n-grams: its figure is None (undefined), n
 """
 from __future__ import annotations
 
-# every figure of a prompt's samples, in table order (gptlab.evaluation.generations.prompt_figures computes them)
+# every figure of a prompt's samples, in table order (gptlab.evaluation.samples.prompt_figures computes them)
 FIGURES = ("length", "at cap", "distinct-1", "distinct-2", "distinct-3", "rep-4", "self-BLEU", "ref ppl")
 
 

@@ -160,6 +160,20 @@ class GPT(nn.Module):
             loss = rows.sum() / (targets != -1).sum().clamp(min=1)
         return loss, rows.view(targets.shape).sum(dim=1)
 
+    def param_roles(self) -> dict[str, list[tuple[str, nn.Parameter]]]:
+        """The model's trainable tensors by role, in parameter order, for every optimizer (training/optimizers.py):
+        embedding (wte, wpe; wte is also the tied head), hidden (the matrices inside blocks: muP's and Muon's),
+        head (an untied output matrix: none while tied) and gain (LayerNorm gains and every bias)."""
+        roles = {"embedding": [], "hidden": [], "head": [], "gain": []}
+        tied = self.lm_head.weight is self.transformer.wte.weight
+        for name, p in self.named_parameters():
+            if not p.requires_grad:
+                continue
+            role = ("gain" if p.dim() < 2 else "hidden" if is_hidden(name) else
+                    "head" if name == "lm_head.weight" and not tied else "embedding")
+            roles[role].append((name, p))
+        return roles
+
     def num_params(self, non_embedding: bool = True) -> int:
         """Parameters, the tied wte/lm_head matrix once; non_embedding drops position embeddings (nanoGPT)."""
         n = sum(p.numel() for p in self.parameters())

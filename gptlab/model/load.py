@@ -24,7 +24,7 @@ def load_model(spec: str | Path, device="cpu", dtype: torch.dtype | None = None)
     keeps the checkpoint's (float32 for Hugging Face)."""
     s = canonical(spec)
     if s.startswith("hf:"):
-        from gptlab.model.hf import from_hf
+        from gptlab.model.convert import from_hf
         model = from_hf(s, device=device, dtype=dtype or torch.float32)
         return model, {"source": "hf", "path": s[3:], "config": asdict(model.config)}
     p = Path(s)

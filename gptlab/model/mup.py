@@ -77,20 +77,6 @@ def is_hidden(name: str) -> bool:
     return name.endswith(HIDDEN)
 
 
-def param_groups(model, lr: float, weight_decay: float) -> list[dict]:
-    """AdamW groups. Standard: [matrices, vectors], exactly as before muP. muP: [embeddings, hidden matrices at
-    lr x hidden_lr and decay / hidden_lr, vectors]; the first group carries the configured rate (what is logged)."""
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    vectors = dict(params=[p for _, p in named if p.dim() < 2], weight_decay=0.0)
-    mult = model.mult
-    if mult.standard:
-        return [dict(params=[p for _, p in named if p.dim() >= 2], weight_decay=weight_decay), vectors]
-    embeddings = [p for n, p in named if p.dim() >= 2 and not is_hidden(n)]
-    hidden = [p for n, p in named if p.dim() >= 2 and is_hidden(n)]
-    return [dict(params=embeddings, weight_decay=weight_decay),
-            dict(params=hidden, lr=lr * mult.hidden_lr, weight_decay=weight_decay / mult.hidden_lr), vectors]
-
-
 def folded_state_dict(model) -> dict:
     """The model's weights with its multipliers folded in, so a standard GPT-2 (transformers' GPT2LMHeadModel)
     computes the same logits: q rows of c_attn x 1/sqrt(d_head) (its q.k / sqrt(d_head) becomes q.k / d_head), each

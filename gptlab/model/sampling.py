@@ -17,7 +17,6 @@ import warnings
 
 import torch
 
-from gptlab.config.sampling import check_sample
 from gptlab.config.schema import SampleConfig
 from gptlab.data.tokenizer import EOT
 
@@ -86,8 +85,8 @@ def sample(model, enc, prompt_ids, max_new_tokens=256, temperature=0.8, top_k=20
     """The ids generated after prompt_ids (empty: start from <|endoftext|>), each passed to on_token as it comes.
     temperature=0 is greedy. With stop_at_eot the <|endoftext|> that ends it is neither returned nor passed on.
     head_dtype "auto" computes the output layer with bf16 weights on a CPU (logits differ by ~1e-2; None: exact)."""
-    check_sample(SampleConfig(max_new_tokens=max_new_tokens, temperature=temperature, greedy=temperature == 0,
-                              top_k=top_k, top_p=top_p, stop_at_eot=stop_at_eot, use_cache=use_cache))
+    SampleConfig(max_new_tokens=max_new_tokens, temperature=temperature, greedy=temperature == 0, top_k=top_k,
+                 top_p=top_p, stop_at_eot=stop_at_eot, use_cache=use_cache)  # its checks refuse a bad option
     ids = crop(list(prompt_ids) or [EOT], model.config.block_size)
     idx = torch.tensor([ids], dtype=torch.long, device=model.lm_head.weight.device)
     if head_dtype == "auto":  # CPUs decode at memory speed: a bf16 output layer reads half the bytes per token

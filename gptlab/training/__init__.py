@@ -1,5 +1,5 @@
-"""Training: module (the LightningModule), schedules, callbacks (progress, throughput), hardware (peak FLOP/s),
-guards (whole checkpoints, non-finite stop, RNG state), drills, logs (metrics.csv, summary.json), runlock (one
-writer per run folder), targets (the _target_ allowlist), loggers (W&B), perf (jemalloc, compile), fit (the run),
-speed (the bench's timed paths).
+"""Training: module (the LightningModule), optimizers (parameter groups, building from config) and muon, components
+(checking and building _target_ components), callbacks (progress, throughput, checkpoints, stops), hardware (peak
+FLOP/s, jemalloc, compile), guards (whole checkpoints, non-finite stop, RNG state), drills, records (metrics.csv,
+summary.json), runlock (one writer per run folder), loggers (W&B), fit (the run), branches (cooldowns).
 """

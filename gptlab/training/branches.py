@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 
 from gptlab.config import RunConfig, run_config
 from gptlab.config.cooldown import branch_config
@@ -30,18 +30,22 @@ def branch_dir(run_dir: Path, step: int) -> Path:
 
 
 def branch_of(run: RunConfig, step: int) -> RunConfig:
-    """The typed branch from the run's kept checkpoint at `step`; a resume of it when it was interrupted."""
+    """The typed branch from the run's kept checkpoint at `step`; a resume of it when it was interrupted. Its W&B
+    run sits beside its source's: the same group, the job type '<arm> cooldown'."""
     run_dir = Path(run.paths.run_dir)
     out = branch_dir(run_dir, step)
-    cfg = branch_config(OmegaConf.create(run.resolved), str(run_dir / "checkpoints" / kept_name(step)), step,
-                        asdict(run.cooldown), str(out))
+    saved = OmegaConf.create(run.record())
+    name = f"{run.name + ' ' if run.name else ''}cooldown@{step}"
+    with open_dict(saved):
+        saved.name, saved.arm, saved.sweep = name, f"{run.arm or 'run'} cooldown"[:64], run.sweep
+        if "wandb" in saved.logger:
+            saved.logger.wandb.update(group=saved.logger.wandb.group or run.sweep or run_dir.name, name=name,
+                                      job_type=saved.arm)
+    cfg = branch_config(saved, str(run_dir / "checkpoints" / kept_name(step)), step, asdict(run.cooldown), str(out))
     last = out / "checkpoints" / "last.ckpt"
     if last.is_file():
         cfg.resume = str(out)
-    branch = run_config(cfg, recipe=run.recipe, sweep=run.sweep)
-    branch.name = f"{run.name + ' ' if run.name else ''}cooldown@{step}"
-    branch.logger.group = run.logger.group or run.sweep or run_dir.name  # W&B shows a run's branches together
-    branch.logger.job_type = f"{run.logger.job_type or 'run'} cooldown"[:64]
+    branch = run_config(cfg)
     branch.resume_step = checkpoint_step(last) if last.is_file() else step  # what its checkpoint holds
     return branch
 
@@ -71,4 +75,5 @@ def record(run: RunConfig, results: list[dict]) -> None:
     from gptlab.training.loggers import wandb_update_summary
     run_dir = Path(run.paths.run_dir)
     atomic_write_json(run_dir / SUMMARY, {**read_summary(run_dir), "cooldowns": results})
-    wandb_update_summary(run.logger, run_dir, {f"cooldown/loss@{r['tokens']}": r["final_val_loss"] for r in results})
+    losses = {f"cooldown/loss@{r['tokens']}": r["final_val_loss"] for r in results}
+    wandb_update_summary(run.logger.get("wandb"), run_dir, losses)

@@ -3,7 +3,7 @@
     python -m gptlab.train +callbacks.trace._target_=gptlab.training.drills.BatchTrace +callbacks.trace.path=t.txt
     python -m gptlab.train +callbacks.nan._target_=gptlab.training.drills.InjectNonFinite +callbacks.nan.step=7
 
-They are ordinary Lightning callbacks, so a config's callbacks.* may name them (gptlab/training/targets.py).
+They are ordinary Lightning callbacks, so a config's callbacks.* may name them (gptlab/training/components.py).
 """
 from __future__ import annotations
 

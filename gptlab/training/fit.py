@@ -22,12 +22,12 @@ from gptlab.data.datamodule import TokenDataModule
 from gptlab.fs import atomic_symlink, atomic_write_bytes, atomic_write_text
 from gptlab.runfolder import METRICS, resume_paths
 from gptlab.training.callbacks import KeptCheckpoints, LastCheckpoint, Progress, StopRun, Throughput, WallClock
+from gptlab.training.components import safe_instantiate
 from gptlab.training.guards import AtomicCheckpointIO, FiniteLossGuard, RNGState, checkpoint_step
-from gptlab.training.loggers import tensorboard_logger, wandb_finish, wandb_logger
-from gptlab.training.logs import AppendingCSVLogger, write_summary
+from gptlab.training.hardware import cuda_fast_math, use_compile
+from gptlab.training.loggers import wandb_finish
 from gptlab.training.module import GPTModule
-from gptlab.training.perf import cuda_fast_math, use_compile
-from gptlab.training.targets import safe_instantiate
+from gptlab.training.records import AppendingCSVLogger, write_summary
 from gptlab.units import human
 
 log = logging.getLogger("gptlab")
@@ -65,7 +65,7 @@ def datamodule(run: RunConfig) -> TokenDataModule:
 
 def build_module(run: RunConfig) -> GPTModule:
     """The LightningModule, starting from init='s weights when fine-tuning (the architecture already matches them)."""
-    module = GPTModule(model=asdict(run.model), optim=asdict(run.optim), sched=asdict(run.sched),
+    module = GPTModule(model=asdict(run.model), optim=dict(run.optim), sched=dict(run.sched),
                        max_steps=run.trainer.max_steps, tokens_per_step=run.derived.tokens_per_step,
                        compile=use_compile(run.trainer.compile, run.trainer.accelerator))
     if run.init and not run.resume:
@@ -84,7 +84,7 @@ def build_trainer(run: RunConfig, module: GPTModule, run_dir: Path, loggers: lis
         callbacks.append(KeptCheckpoints(run_dir / "checkpoints", der.keep_steps))
     return L.Trainer(
         accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy, precision=prec,
-        max_steps=t.max_steps, accumulate_grad_batches=der.accumulation, gradient_clip_val=run.optim.grad_clip or None,
+        max_steps=t.max_steps, accumulate_grad_batches=der.accumulation, gradient_clip_val=t.grad_clip or None,
         val_check_interval=t.eval_interval * der.accumulation, check_val_every_n_epoch=None,
         log_every_n_steps=t.log_every_n_steps, logger=loggers, callbacks=callbacks, enable_progress_bar=False,
         enable_model_summary=False, num_sanity_val_steps=0, use_distributed_sampler=False,
@@ -116,23 +116,25 @@ def duration(seconds: float) -> str:
 def header(run: RunConfig, trainer: L.Trainer, n_params: int, prec: str, run_dir: Path, flops_per_token: int) -> str:
     """The start-up lines: the model, device and run folder; the recipe in force and its projected wall time; the
     batch arithmetic."""
-    der, device = run.derived, trainer.strategy.root_device.type
+    from gptlab.config.schedule import Schedule
+    from gptlab.training.compose import recipe
+    der, device, t = run.derived, trainer.strategy.root_device.type, run.trainer
     threads = f" ({torch.get_num_threads()} threads)" if device == "cpu" else ""
     seconds, how = projected_seconds(run, flops_per_token, trainer.strategy.root_device, prec)
+    schedule = Schedule.of(run.sched)
+    optimizer = run.optim["_target_"].rsplit(".", 1)[-1]
     return (f"gptlab: {human(n_params)} parameters ({n_params:,}), device {device}{threads} x {der.world_size}, "
             f"precision {prec}, run folder {run_dir}\n"
-            f"recipe: {run.recipe or 'as configured'}: lr {run.optim.lr:g} {run.sched.name}, warmup "
-            f"{run.sched.warmup_steps}, {run.trainer.max_steps:,} steps, eval every {run.trainer.eval_interval}; "
-            f"projected {duration(seconds)} ({how})\n"
+            f"recipe: {recipe(run)}: {optimizer} lr {run.optim['lr']:g}, {schedule.describe(t.max_steps)}, warmup "
+            f"{schedule.warmup_steps}, {t.max_steps:,} steps, eval every {t.eval_interval}; projected "
+            f"{duration(seconds)} ({how})\n"
             f"tokens per iteration: {der.tokens_per_step:,} = {der.accumulation} accumulation x {der.micro_batch} "
-            "micro "
-            f"batch x {der.block_size} block x {der.world_size} device(s); {run.trainer.max_steps:,} steps = "
-            f"{human(der.tokens_per_step * run.trainer.max_steps)} tokens"
+            f"micro batch x {der.block_size} block x {der.world_size} device(s); {t.max_steps:,} steps = "
+            f"{human(der.tokens_per_step * t.max_steps)} tokens"
             + (f"\nresumed at step {run.resume_step}; changed: {', '.join(run.changes)}" if run.changes else
                f"\nresumed at step {run.resume_step}, the run's own config unchanged" if run.resume else "")
-            + (f"\ncooldown branch of {run.branch}: the rate decays ({run.sched.decay_shape}) from step "
-               f"{run.trainer.max_steps - round(run.sched.decay_fraction * run.trainer.max_steps)} to "
-               f"{run.trainer.max_steps}" if run.branch else ""))
+            + (f"\ncooldown branch of {run.branch}: the rate decays ({schedule.decay}) from step "
+               f"{schedule.decay_start(t.max_steps)} to {t.max_steps}" if run.branch else ""))
 
 
 def fit(run: RunConfig, launcher_jobs: int | None = None) -> Outcome:
@@ -153,7 +155,7 @@ def fit(run: RunConfig, launcher_jobs: int | None = None) -> Outcome:
         cuda_fast_math()  # TF32 for fp32 matmuls; bf16 autocast comes from the precision
     L.seed_everything(run.seed, verbose=False)
     module, prec = build_module(run), precision(run.trainer.precision, run.derived.device)
-    atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(run.resolved))
+    atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(run.record()))
     loggers = make_loggers(run, run_dir, None if ckpt is None else resumed_step * run.derived.tokens_per_step)
     n_params = module.model.num_params()
     trainer = build_trainer(run, module, run_dir, loggers, prec)
@@ -190,10 +192,12 @@ def quiet_lightning() -> None:
 
 
 def make_loggers(run: RunConfig, run_dir: Path, resume_tokens: int | None) -> list:
-    """metrics.csv always; W&B and TensorBoard as the logger group says."""
-    wb = wandb_logger(run.logger, run_dir, run.sweep, run.name, run.resolved)
-    tb = tensorboard_logger(run.logger.tensorboard, run_dir)
-    return [AppendingCSVLogger(run_dir, resume_tokens)] + [lg for lg in (wb, tb) if lg is not None]
+    """metrics.csv always, then every logger.* component (conf/logger/*.yaml), each given the whole run config."""
+    from gptlab.training.components import loggers
+    built = loggers(run.logger)
+    for lg in built:
+        lg.log_hyperparams(run.record())  # W&B's config, TensorBoard's hparams: the whole run, not only the module's
+    return [AppendingCSVLogger(run_dir, resume_tokens)] + built
 
 
 def point_last_at(run: RunConfig, run_dir: Path) -> None:
@@ -256,10 +260,11 @@ def closing_line(summary: dict, run_dir: Path) -> str:
 
 def branch_record(run: RunConfig) -> dict:
     """What a cooldown branch's summary.json says of it: where it started and how it decayed."""
-    t, s = run.trainer, run.sched
-    steps = round(s.decay_fraction * t.max_steps)
-    return {"from": run.branch, "from_step": t.max_steps - steps, "steps": steps, "fraction": steps / t.max_steps,
-            "shape": s.decay_shape, "min_lr_ratio": s.min_lr_ratio}
+    from gptlab.config.schedule import Schedule
+    s, total = Schedule.of(run.sched), run.trainer.max_steps
+    steps = total - s.decay_start(total)
+    return {"from": run.branch, "from_step": total - steps, "steps": steps, "fraction": steps / total,
+            "shape": s.decay, "min_lr_ratio": s.min_lr_ratio}
 
 
 def print_sample(module, run: RunConfig, dm) -> None:
@@ -273,6 +278,7 @@ def print_sample(module, run: RunConfig, dm) -> None:
     ids = dm.val_start(s.prompt_tokens) if s.prompt is None else enc.encode_ordinary(s.prompt)
     idx = torch.tensor([ids or [enc.eot_token]], device=module.device)
     gen = torch.Generator(device=module.device).manual_seed(run.seed)
-    out = model.generate(idx, s.max_new_tokens, temperature=s.temperature, top_k=s.top_k, generator=gen)
+    out = model.generate(idx, s.max_new_tokens, temperature=0 if s.greedy else s.temperature, top_k=s.top_k,
+                         generator=gen)
     tokens = [t for t in out[0].tolist() if t < enc.n_vocab]
     log.info("sample:\n" + enc.decode(tokens).split("<|endoftext|>")[0])

@@ -149,7 +149,7 @@ class FiniteLossGuard(Callback):
             return
         raise NonFiniteLoss(f"non-finite training loss ({value}) at step {int(first)}; training stopped before any "
                             f"checkpoint took it in. {self._last_good()}Lower optim.lr, raise sched.warmup_steps or "
-                            "set optim.grad_clip, then resume from the last good checkpoint or start again")
+                            "set trainer.grad_clip, then resume from the last good checkpoint or start again")
 
     def _last_good(self) -> str:
         last = self.ckpt_dir / "last.ckpt" if self.ckpt_dir else None

@@ -1,13 +1,15 @@
 """The loggers a run writes to besides metrics.csv: Weights & Biases (never blocking) and TensorBoard.
 
-    python -m gptlab.train logger.mode=offline        # W&B files under <run>/wandb; the run ends with the `wandb sync`
+    python -m gptlab.train logger.wandb.mode=offline  # W&B files under <run>/wandb; the run ends with the `wandb sync`
     python -m gptlab.train logger=tensorboard         # a local dashboard: tensorboard --logdir runs
     python -m gptlab.train logger=wandb_tensorboard   # both
     python -m gptlab.train logger=none                # neither; metrics.csv is always written
 
-W&B goes online when logged in (an API key in the environment or ~/.netrc) and its server answers within
-logger.init_timeout seconds; otherwise the run is written offline, with one line saying so, and ends by printing the
-`wandb sync` command. Curves use tokens trained as their x-axis, so runs with other batches line up.
+Each logger is a component: conf/logger/<name>.yaml names its _target_ (wandb_logger below, or any Lightning logger
+class) and arguments, and fit builds every one under `logger.*` (gptlab/training/components.py). W&B goes online
+when logged in (an API key in the environment or ~/.netrc) and its server answers within logger.wandb.init_timeout
+seconds; otherwise the run is written offline, with one line saying so, and ends by printing the `wandb sync`
+command. Curves use tokens trained as their x-axis, so runs with other batches line up.
 """
 from __future__ import annotations
 
@@ -18,7 +20,6 @@ import uuid
 from pathlib import Path
 from urllib.parse import urlparse
 
-from gptlab.config import LoggerConfig
 from gptlab.fs import atomic_write_text
 
 log = logging.getLogger("gptlab")
@@ -62,30 +63,35 @@ def answers(timeout: float) -> bool:
     return True
 
 
-def wandb_mode(logger: LoggerConfig) -> str:
+def wandb_mode(mode: str, init_timeout: float) -> str:
     """online or offline: auto is online when logged in and the server accepts a connection in time."""
-    mode = logger.mode
     if mode == "auto":
         mode = os.environ.get("WANDB_MODE") or ("online" if wandb_logged_in() else "offline")
-    if mode == "online" and not answers(logger.init_timeout):
+    if mode == "online" and not answers(init_timeout):
         log.info(f"W&B: {wandb_host()[0]} cannot be reached: the run is written offline (wandb sync uploads it later)")
         mode = "offline"
     return mode
 
 
-def wandb_logger(logger: LoggerConfig, run_dir: Path, sweep: str | None = None, name: str | None = None,
-                 config: dict | None = None):
-    """A started W&B logger, or None when logger.project is unset. An online start-up that fails or outlasts
-    logger.init_timeout falls back to offline; never `offline=True`, which sets WANDB_MODE process-wide."""
-    if not logger.project:
-        return None
+def wandb_logger(*, save_dir: str, project: str, group: str | None, name: str | None, job_type: str | None,
+                 mode: str, tags: list, init_timeout: float):
+    """A started Lightning WandbLogger (conf/logger/wandb.yaml gives every argument). An online start-up that fails
+    or outlasts init_timeout falls back to offline; never `offline=True`, which sets WANDB_MODE process-wide."""
+    from gptlab.config.checks import ConfigError
+    if mode not in ("auto", "online", "offline"):
+        raise ConfigError(f"logger.wandb.mode={mode!r} is not one of auto, online, offline")
+    if not (isinstance(init_timeout, int | float) and init_timeout > 0):
+        raise ConfigError(f"logger.wandb.init_timeout must be a number of seconds > 0, got {init_timeout!r}")
     os.environ.setdefault("WANDB_SILENT", "true")  # read at import: no 'Loaded credentials' lines on every start
+    run_dir = Path(save_dir)
     id_file = run_dir / "wandb_id.txt"  # the same W&B run continues after a resume
     run_id = id_file.read_text().strip() if id_file.exists() else uuid.uuid4().hex[:12]
     atomic_write_text(id_file, run_id)
-    mode = wandb_mode(logger)
+    args = dict(project=project, group=group, name=name or run_dir.name, save_dir=str(run_dir), id=run_id,
+                tags=list(tags), job_type=job_type, settings=bounded_settings(init_timeout))
+    mode = wandb_mode(mode, init_timeout)
     try:
-        wb = _start(logger, run_dir, run_id, mode, sweep, name)
+        return _start(args, mode)
     except Exception as e:  # a server that accepted the connection but not the run: offline, as if unreachable
         if mode != "online":
             raise
@@ -94,10 +100,7 @@ def wandb_logger(logger: LoggerConfig, run_dir: Path, sweep: str | None = None, 
         import wandb
         wandb.finish()
         wandb.teardown()  # the service still holds the failed online run's id
-        wb = _start(logger, run_dir, run_id, "offline", sweep, name)
-    if config:
-        wb.experiment.config.update(config, allow_val_change=True)  # the whole resolved config, not only hparams
-    return wb
+        return _start(args, "offline")
 
 
 def bounded_settings(seconds: float):
@@ -108,11 +111,9 @@ def bounded_settings(seconds: float):
                           x_graphql_retry_max=1, silent=True)
 
 
-def _start(logger: LoggerConfig, run_dir: Path, run_id: str, mode: str, sweep: str | None, name: str | None):
+def _start(args: dict, mode: str):
     from lightning.pytorch.loggers import WandbLogger
-    wb = WandbLogger(project=logger.project, group=logger.group or sweep, name=logger.name or name or run_dir.name,
-                     save_dir=str(run_dir), id=run_id, resume="allow", mode=mode, tags=list(logger.tags),
-                     job_type=logger.job_type, settings=bounded_settings(logger.init_timeout))
+    wb = WandbLogger(resume="allow", mode=mode, **args)
     wb._wandb_init.pop("anonymous", None)  # Lightning always passes it; wandb warns that it has no effect
     experiment = wb.experiment  # start now, inside the fallback, not at the first logged step
     experiment.define_metric("tokens")
@@ -141,14 +142,6 @@ def wandb_finish(summary: dict | None) -> None:
         log.info(f"W&B: written offline; upload it with: wandb sync {folder}")
 
 
-def tensorboard_logger(enabled: bool, run_dir: Path):
-    """TensorBoard event files under <run>/tensorboard (tensorboard --logdir runs shows every run)."""
-    if not enabled:
-        return None
-    from lightning.pytorch.loggers import TensorBoardLogger
-    return TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="", default_hp_metric=False)
-
-
 def flat(value, prefix: str) -> dict:
     """A summary entry as W&B summary keys: {'plateau/L_inf': ...}, or {'plateau': 'refused: ...'} for a string."""
     if isinstance(value, dict):
@@ -156,15 +149,15 @@ def flat(value, prefix: str) -> dict:
     return {} if value is None else {prefix: value}
 
 
-def wandb_update_summary(logger: LoggerConfig, run_dir: Path, values: dict) -> None:
+def wandb_update_summary(spec: dict | None, run_dir: Path, values: dict) -> None:
     """Add `values` to a finished run's W&B summary: its run (wandb_id.txt) reopened and closed, offline when W&B
-    cannot be reached, as the run itself was."""
+    cannot be reached, as the run itself was. `spec` is the run's logger.wandb (None: the run had no W&B)."""
     id_file = Path(run_dir) / "wandb_id.txt"
-    if not logger.project or not id_file.is_file() or not values:
+    if not spec or not id_file.is_file() or not values:
         return
     import wandb
-    run = wandb.init(project=logger.project, id=id_file.read_text().strip(), resume="allow", dir=str(run_dir),
-                     mode=wandb_mode(logger), group=logger.group, job_type=logger.job_type,
-                     settings=bounded_settings(logger.init_timeout))
+    run = wandb.init(project=spec["project"], id=id_file.read_text().strip(), resume="allow", dir=str(run_dir),
+                     mode=wandb_mode(spec["mode"], spec["init_timeout"]), group=spec.get("group"),
+                     job_type=spec.get("job_type"), settings=bounded_settings(spec["init_timeout"]))
     run.summary.update(values)
     wandb.finish()

@@ -4,7 +4,7 @@ change since init, mean |x_t - x_0|. Under muP these stay flat in width; under t
 changes grow with it, which is why a rate tuned on a narrow model overshoots on a wide one.
 
     python experiments/mup_transfer/coord_check.py            # widths 64..512 and depths 2..16: PNGs and a table
-    python -c "from gptlab.model.coord_check import coord_check as c; print(c([64, 128], mup=True)['slopes'])"
+    python -c "from gptlab.training.coord_check import coord_check as c; print(c([64, 128], mup=True)['slopes'])"
 """
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ import math
 import numpy as np
 import torch
 
-from gptlab.config import GPTConfig, OptimConfig
+from gptlab.config import GPTConfig
+from gptlab.config.presets import preset
 from gptlab.model.gpt import GPT
-from gptlab.model.mup import param_groups
+from gptlab.training.optimizers import param_groups
 
 VOCAB, BLOCK, BATCH = 256, 32, 8  # a small vocabulary keeps the readout cheap: width is what varies
 
@@ -46,8 +47,8 @@ def one_model(cfg: GPTConfig, steps: int, lr: float, seed: int) -> dict:
     g = torch.Generator().manual_seed(seed)
     data = torch.randint(0, VOCAB, (BATCH, BLOCK + 1), generator=g)
     x, y = data[:, :-1], data[:, 1:]
-    o = OptimConfig(lr=lr, weight_decay=0.0)  # the betas and eps training uses
-    opt = torch.optim.AdamW(param_groups(model, lr, 0.0), lr=lr, betas=(o.beta1, o.beta2), eps=o.eps)
+    betas = tuple(preset("optim", "adamw")["betas"])  # the betas training uses (conf/optim/adamw.yaml)
+    opt = torch.optim.AdamW(param_groups(model, lr, 0.0), lr=lr, betas=betas)
     out, first, grad_norm = {}, None, None
     for t in range(steps + 1):
         with torch.no_grad():

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from gptlab.units import human
 
 if TYPE_CHECKING:
-    from gptlab.training.speed import Rounds, Setup
+    from gptlab.speed.timing import Rounds, Setup
 
 
 def device_name(s: Setup) -> str:

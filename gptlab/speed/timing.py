@@ -2,7 +2,7 @@
 same weights and batches, alternating round by round; eval and generation speed. python -m gptlab.bench runs them.
 
     python -m gptlab.bench model=tiny rounds=2 steps=5        # seconds
-    python -c "from gptlab.training.speed import PATHS; print(PATHS)"
+    python -c "from gptlab.speed.timing import PATHS; print(PATHS)"
 
 Training paths, each on its own copy of the same initial weights and the same batch stream (TrainWindows, seed):
   lightning  GPTModule under L.Trainer with the callbacks and CSV logger that `python -m gptlab.train` uses
@@ -21,13 +21,10 @@ from __future__ import annotations
 import os
 import time
 from contextlib import nullcontext
+from dataclasses import asdict
 from itertools import islice
 from pathlib import Path
 from types import SimpleNamespace
-
-from omegaconf import DictConfig, OmegaConf
-
-from gptlab.config import block_size
 
 PATHS = ("lightning", "bare", "nanogpt")
 
@@ -50,13 +47,14 @@ def synthetic_dataset(root: Path, train_tokens: int, val_tokens: int, seed: int)
 class Setup:
     """What every path shares: device, precision, compile, initial weights, batch stream, optimizer config."""
 
-    def __init__(self, cfg: DictConfig, data_dir: Path, batch: int):
+    def __init__(self, cfg, data_dir: Path, batch: int):
         import torch
 
-        from gptlab.config import GPTConfig, OptimConfig, SchedConfig
+        from gptlab.config import GPTConfig
+        from gptlab.config.schedule import Schedule
         from gptlab.model.gpt import GPT
         from gptlab.training.fit import precision
-        from gptlab.training.perf import cuda_fast_math, use_compile, use_cuda
+        from gptlab.training.hardware import cuda_fast_math, use_compile, use_cuda
         self.cuda = use_cuda(cfg.trainer.accelerator)
         self.device = torch.device("cuda" if self.cuda else "cpu")
         if self.cuda:
@@ -65,10 +63,9 @@ class Setup:
             torch.set_num_threads(cfg.trainer.threads or len(os.sched_getaffinity(0)))
         self.precision = precision(cfg.trainer.precision, self.device.type)
         self.compile = use_compile(cfg.trainer.compile, cfg.trainer.accelerator)
-        self.model_cfg, self.optim_cfg, self.sched_cfg = (OmegaConf.to_container(cfg[k])
-                                                          for k in ("model", "optim", "sched"))
-        self.optim, self.sched = OptimConfig(**self.optim_cfg), SchedConfig(**self.sched_cfg)
-        self.block = block_size(cfg)
+        self.model_cfg, self.optim_cfg, self.sched_cfg = asdict(cfg.model), dict(cfg.optim), dict(cfg.sched)
+        self.schedule, self.grad_clip = Schedule.of(cfg.sched), cfg.trainer.grad_clip
+        self.block = cfg.derived.block_size
         self.batch, self.data_dir, self.seed, self.num_workers = batch, data_dir, cfg.seed, cfg.data.num_workers
         self.max_steps = cfg.trainer.max_steps  # the schedule's length: warmup and decay as a real run has them
         self.val_tokens = max(cfg.eval_batches, 1) * batch * self.block
@@ -110,16 +107,15 @@ class BareLoop:
     nanogpt: as nanoGPT does it, all [B, T, vocab] logits then F.cross_entropy, AdamW fused on CUDA only."""
 
     def __init__(self, s: Setup, nanogpt: bool):
-        import dataclasses
-
         import torch
 
-        from gptlab.training.module import make_optimizer
+        from gptlab.training.optimizers import build_optimizer, lr_scheduler
         self.s, self.full_logits = s, nanogpt
         self.model = s.new_model()
         self.forward = torch.compile(self.model) if s.compile else self.model
-        optim = dataclasses.replace(s.optim, fused=s.cuda) if nanogpt else s.optim
-        self.optimizer, self.scheduler = make_optimizer(self.model, optim, s.sched, s.max_steps, s.device.type)
+        optim = {**s.optim_cfg, "fused": s.cuda} if nanogpt and "fused" in s.optim_cfg else s.optim_cfg
+        self.optimizer = build_optimizer(optim, self.model)
+        self.scheduler = lr_scheduler(self.optimizer, s.schedule, s.max_steps)
         self.batches = iter(s.datamodule().train_dataloader())
 
     def run(self, n: int) -> float:
@@ -134,8 +130,8 @@ class BareLoop:
             with s.autocast():
                 _, loss = self.forward(x, y, return_logits=self.full_logits)
             loss.backward()
-            if s.optim.grad_clip:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), s.optim.grad_clip)
+            if s.grad_clip:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), s.grad_clip)
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
             self.scheduler.step()
@@ -217,7 +213,7 @@ def loader_clock():
     return LoaderClock()
 
 
-def run_lightning(s: Setup, others: Interleave, rounds: Rounds, cfg: DictConfig, run_dir: Path):
+def run_lightning(s: Setup, others: Interleave, rounds: Rounds, cfg, run_dir: Path):
     """Lightning's fit drives: its steps are timed in rounds, and after its warm-up and each round the callback runs
     the other paths. Returns its model (for eval and generation), the bytes it holds between steps, and with
     sync_debug on CUDA the host-device syncs counted in its timed steps (else None)."""
@@ -227,8 +223,8 @@ def run_lightning(s: Setup, others: Interleave, rounds: Rounds, cfg: DictConfig,
     import torch
 
     from gptlab.training.fit import step_callbacks
-    from gptlab.training.logs import AppendingCSVLogger
     from gptlab.training.module import GPTModule
+    from gptlab.training.records import AppendingCSVLogger
 
     tokens = s.batch * s.block
     module = GPTModule(model=s.model_cfg, optim=s.optim_cfg, sched=s.sched_cfg, max_steps=s.max_steps,
@@ -258,7 +254,7 @@ def run_lightning(s: Setup, others: Interleave, rounds: Rounds, cfg: DictConfig,
 
     trainer = L.Trainer(
         accelerator=s.device.type, devices=1, precision=s.precision, max_steps=cfg.warmup + cfg.rounds * cfg.steps,
-        gradient_clip_val=s.optim.grad_clip or None, logger=AppendingCSVLogger(run_dir), profiler=clock,
+        gradient_clip_val=s.grad_clip or None, logger=AppendingCSVLogger(run_dir), profiler=clock,
         callbacks=step_callbacks(tokens, module.model.flops_per_token(s.block), cfg.trainer.peak_flops,
                                  s.precision) + [Driver()],
         log_every_n_steps=cfg.trainer.log_every_n_steps, enable_checkpointing=False, enable_progress_bar=False,
@@ -357,7 +353,7 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
 
 
-def time_training(cfg: DictConfig, s: Setup, run_dir: Path):
+def time_training(cfg, s: Setup, run_dir: Path):
     """Warm up and time every path in alternating rounds. Returns (rounds, bytes each path holds between steps,
     a model for eval and generation, Lightning's counted syncs or None)."""
     rounds, held, syncs = Rounds(s, cfg.steps), {}, None

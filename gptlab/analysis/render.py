@@ -1,7 +1,7 @@
 """The comparison report: the measured table, plateau and size-law fits with predictions, published GPT-2 apart.
 
     python -m gptlab.report runs=runs/multirun/2026-11-27_21-00-00            # the command line over this module
-    python -c "from gptlab.analysis.report import write_report; print(write_report(['runs/x'])['table'])"
+    python -c "from gptlab.analysis.render import write_report; print(write_report(['runs/x'])['table'])"
 
 Writes <out>/report.md, report.json, val_curves.png, loss_vs_params.png (and cooldowns.png, lr_transfer.png)
 atomically: the arms and their verdicts (gptlab/analysis/arms.py, verdicts.py), learning-rate transfer across width
@@ -18,10 +18,10 @@ from gptlab.analysis.arms import compare_arms
 from gptlab.analysis.compare import compare_live
 from gptlab.analysis.cooldowns import cooldown_fits, cooldown_section, cooldowns_json, parse_target, surface_predictions
 from gptlab.analysis.fits import FitError, fit_power_law, fit_record
-from gptlab.analysis.generations import generation_section, generations_json, generations_png, read_generations
 from gptlab.analysis.plots import arm_curves_png, cooldowns_png, loss_vs_params_png, lr_transfer_png, val_curves_png
 from gptlab.analysis.published import PUBLISHED, published_section
 from gptlab.analysis.runs import collect_runs, data_key, label_runs, reference_data
+from gptlab.analysis.sample_tables import generation_section, generations_json, generations_png, read_generations
 from gptlab.analysis.tables import markdown_table, num, pm
 from gptlab.analysis.transfer import lr_transfer, transfer_json, transfer_section
 from gptlab.analysis.verdicts import arms_json, arms_section

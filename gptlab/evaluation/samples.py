@@ -1,7 +1,7 @@
 """Several models sampled alike on one prompt set, and the figures of their samples (gptlab.evaluation.textstats).
 
     python -m gptlab.generations models=[runs/a,runs/b] prompts=builtin     # the command line over this module
-    python -c "from gptlab.evaluation.generations import row_seed; print(row_seed(1337, 0, 0))"
+    python -c "from gptlab.evaluation.samples import row_seed; print(row_seed(1337, 0, 0))"
 
 Every sample has its own generator, seeded from (seed, prompt, sample): prompts of one length are decoded together
 in batches with the KV cache, and a sample is the same whether it was drawn alone or in a batch. A sample ends at

@@ -2,7 +2,7 @@
 
     python -m gptlab.hf export model=runs/2026-11-27/21-00-00 out=exports/my-gpt   # run folder (best.ckpt) or .ckpt
     python -m gptlab.hf import model=hf:gpt2 out=ckpts/gpt2.ckpt                 # GPT-2 as a gptlab checkpoint
-    python -c "from gptlab.model.hf import from_hf; print(from_hf('hf:gpt2').num_params())"
+    python -c "from gptlab.model.convert import from_hf; print(from_hf('hf:gpt2').num_params())"
     python -c "from transformers import GPT2LMHeadModel as M; M.from_pretrained('exports/my-gpt')"
 
 Module names match GPT-2's, so weights map by name; GPT-2's Conv1D layers store [in, out], so those four weights
