@@ -78,6 +78,8 @@ def bench(cfg, preset: str | None, run_dir: Path) -> dict:
 
     quiet_lightning()
     batch = cfg.data.batch_size
+    if cfg.options:
+        return bench_options(cfg, batch, run_dir)
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(cfg.paths.data_dir) / cfg.data.name
         if cfg.synthetic:
@@ -104,6 +106,21 @@ def bench(cfg, preset: str | None, run_dir: Path) -> dict:
     atomic_write_json(out, result)
     print("\n" + table(result) + f"\nJSON: {out}")
     return result
+
+
+def bench_options(cfg, batch: int, run_dir: Path) -> dict:
+    """options=[...]: each model option's training step against the block as configured, one process."""
+    from gptlab.fs import atomic_write_json
+    from gptlab.speed.options import options_table, time_options
+    from gptlab.speed.timing import Setup
+    s = Setup(cfg, Path(cfg.paths.data_dir) / cfg.data.name, batch)
+    s.datamodule().check()
+    print(f"bench: model options, micro batch {batch} x {s.block}, {s.precision}, {cfg.rounds} x {cfg.steps} steps")
+    costs = time_options(cfg, s)
+    out = Path(cfg.out) if cfg.out else run_dir / "bench_options.json"
+    atomic_write_json(out, {"options": costs, "config": asdict(cfg)})
+    print("\n" + options_table(costs) + f"\nJSON: {out}")
+    return costs
 
 
 ENTRY = cli.Entry("bench", check, work)

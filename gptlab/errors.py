@@ -1,7 +1,7 @@
 """The two kinds of user-facing failure, and the exit code each gets in every entry point (gptlab/cli.py).
 
     python -m gptlab.eval ctx=abc model=runs/x       # Refused: exit 2, one line, before any work
-    python -m gptlab.train resume=runs/x             # a damaged checkpoint is a Failed: exit 1, one line
+    python -m gptlab.train resume=runs/x             # a damaged checkpoint given as input: Refused, exit 2
 
 Library code raises these (or subclasses) with a message that says what was wrong and how to fix it. Imports nothing.
 """

@@ -78,7 +78,8 @@ REFUSED = [  # (entry point, arguments, the start of its one line)
     ("train", ["model.bias=maybe"], "config error: model.bias must be true or false, got 'maybe'"),
     ("train", ["resume=runs/nope"], "config error: resume=runs/nope: no such run folder or .ckpt file"),
     ("sample", ["model=hf:gpt2", "temperature=0"], "config error: temperature must be > 0, got 0.0; for greedy"),
-    ("train", ["model=huge"], "error: In 'train': Could not find 'model/huge' (options in 'model': 30m, gpt2"),
+    ("train", ["model=huge"],
+     "error: In 'train': Could not find 'model/huge' (options in 'model': 30m, 30m_modern, gpt2"),
     ("train", ["optim.lr=0"], "config error: optim.lr must be > 0, got 0"),
     ("train", ["experiment=finetune"], "config error: init must be set: experiment=finetune needs the weights"),
     ("prepare", ["data=text"], "config error: data.source_args.paths must be set: python -m gptlab.prepare data=text "
@@ -174,11 +175,12 @@ def test_finetune_takes_the_context_of_its_init_and_refuses_a_longer_block(run_f
     assert one_line(err) == "config error: data.block_size=512 must be between 1 and model.block_size=64"
 
 
-def test_finetune_derives_its_block_from_the_weights(run_folder, tmp_path, capsys):
+def test_finetune_derives_its_block_from_the_weights(run_folder, tiny_data, tmp_path, capsys):
     from helpers import composed
 
     from gptlab.train import check
-    cfg = composed("experiment=finetune", f"init={run_folder}", "model=30m")
+    cfg = composed("experiment=finetune", f"init={run_folder}", "model=30m", "data=text", "data.name=tiny",
+                   f"paths.data_dir={tiny_data}")
     cfg.paths.run_dir = str(tmp_path / "ft")
     run, lock = check(cfg)
     lock.release()
@@ -198,7 +200,7 @@ def test_help_lists_the_entry_points_own_keys(name):
     if name in ("eval", "sample"):  # their own keys, not train's groups
         assert "  model: ???  # the model: run folder" in out and "model=30m" not in out and "optim=" not in out
     if name == "train":
-        assert "  model=tiny  (30m|gpt2|gpt2-large|gpt2-medium|gpt2-xl|tiny)" in out
+        assert "  model=tiny  (30m|30m_modern|gpt2|gpt2-large|gpt2-medium|gpt2-xl|tiny)" in out
         assert "    model.n_layer: 4  # transformer blocks" in out and "  seed: 1337  #" in out
 
 
@@ -236,11 +238,13 @@ def test_eval_and_train_refusals_share_exit_codes_with_every_entry_point():
     assert codes == dict.fromkeys(codes, 2)
 
 
-def test_a_damaged_checkpoint_fails_during_the_work_with_exit_1(tmp_path):
+@pytest.mark.parametrize("name", ["sample", "eval", "generations"])
+def test_a_damaged_checkpoint_is_refused_with_exit_2_in_every_entry_point(tmp_path, name):
+    """As resume= refuses a damaged last.ckpt (tests/test_bad_input.py): an input, refused before any work."""
     bad = tmp_path / "bad.ckpt"
     bad.write_bytes(b"PK\x03\x04 truncated")
-    code, _, err = entry("sample", f"model={bad}", "max_new_tokens=2")
-    assert code == 1 and one_line(err) == f"error: {bad}: damaged or truncated (14 bytes), or not a torch " \
+    code, _, err = entry(name, f"models=[{bad}]" if name == "generations" else f"model={bad}")
+    assert code == 2 and one_line(err) == f"error: {bad}: damaged or truncated (14 bytes), or not a torch " \
         "checkpoint; use another checkpoint (a run keeps last.ckpt and best.ckpt) or train again"
 
 

@@ -23,7 +23,7 @@ def commands() -> list[tuple[str, str, str]]:
     for page in PAGES:
         for block in re.findall(r"```bash\n(.*?)```", page.read_text(), flags=re.S):
             for line in block.replace("\\\n", " ").splitlines():
-                m = COMMAND.search(line.split("  #")[0].split(" # ")[0])
+                m = COMMAND.search(line.split("  #")[0].split(" # ")[0].split(" | ")[0])  # a pipe's reader is not ours
                 if m:
                     out.append((page.name, m.group(1), m.group(2).strip()))
     return out

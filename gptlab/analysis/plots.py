@@ -197,3 +197,21 @@ def lr_transfer_png(result: dict) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     return buf.getvalue()
+
+
+def tokens_to_loss_png(found: list[dict], baseline: str) -> bytes:
+    """Each arm's tokens to the baseline's final loss, as a multiple of the baseline's: the geometric mean over seeds
+    with its 95% interval, on a log axis (1x: as many as the baseline; an arm that never got there is left out)."""
+    fig, ax = figure()
+    shown = [m for m in found if m["multiplier"] is not None]
+    y = list(range(len(shown)))
+    for i, m in zip(y, shown):
+        err = [[m["multiplier"] - (m["low"] or m["multiplier"])], [(m["high"] or m["multiplier"]) - m["multiplier"]]]
+        ax.errorbar(m["multiplier"], i, xerr=err, fmt="o", capsize=4)
+        ax.plot(m["ratios"], [i] * len(m["ratios"]), "x", color="gray", ms=4)
+    ax.axvline(1.0, color="black", lw=1, ls="--")
+    ax.set_yticks(y, [_short(m["label"], 40) for m in shown])
+    ax.set_xscale("log")
+    ax.set(xlabel=f"tokens to the final loss of {_short(baseline, 40)}, over its tokens (x: each seed)",
+           title="tokens to the baseline's loss: geometric mean over seeds, 95% interval")
+    return png(fig, ax)

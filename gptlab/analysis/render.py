@@ -18,7 +18,16 @@ from gptlab.analysis.arms import compare_arms
 from gptlab.analysis.compare import compare_live
 from gptlab.analysis.cooldowns import cooldown_fits, cooldown_section, cooldowns_json, parse_target, surface_predictions
 from gptlab.analysis.fits import FitError, fit_power_law, fit_record
-from gptlab.analysis.plots import arm_curves_png, cooldowns_png, loss_vs_params_png, lr_transfer_png, val_curves_png
+from gptlab.analysis.multipliers import multipliers
+from gptlab.analysis.multipliers import section as multiplier_section
+from gptlab.analysis.plots import (
+    arm_curves_png,
+    cooldowns_png,
+    loss_vs_params_png,
+    lr_transfer_png,
+    tokens_to_loss_png,
+    val_curves_png,
+)
 from gptlab.analysis.published import PUBLISHED, published_section
 from gptlab.analysis.runs import collect_runs, data_key, label_runs, reference_data
 from gptlab.analysis.sample_tables import generation_section, generations_json, generations_png, read_generations
@@ -199,6 +208,10 @@ def write_report(paths, out=None, log_x: bool = False, compare: list[str] | None
         atomic_write_bytes(out / "cooldowns.png", cooldowns_png(cool))
         fits = cooldown_section(cool, cool["predictions"]) + "\n\n" + fits
     verdicts = arms_section(arms)
+    found = multipliers(arms) if replicated and len(arms["arms"]) > 1 else []
+    if found:
+        atomic_write_bytes(out / "tokens_to_loss.png", tokens_to_loss_png(found, arms["baseline"]))
+        verdicts += "\n\n" + multiplier_section(arms, found)
     transfer = lr_transfer(arms["arms"])
     if transfer["families"]:
         atomic_write_bytes(out / "lr_transfer.png", lr_transfer_png(transfer))
@@ -209,7 +222,7 @@ def write_report(paths, out=None, log_x: bool = False, compare: list[str] | None
         generation_section(gen) if gen is not None else None)).encode())
     atomic_write_json(out / "report.json", report_json(runs, arms, scaling) | {
         "cooldowns": cooldowns_json(cool, cool["predictions"]), "transfer": transfer_json(transfer),
-        "generation": generations_json(gen) if gen is not None else None})
+        "generation": generations_json(gen) if gen is not None else None, "multipliers": found})
     return {"out": out, "runs": runs, "scaling": scaling, "arms": arms, "verdicts": verdicts, "cooldowns": cool,
             "table": markdown_table(HEADER, table_rows(runs)), "fits": fits}
 

@@ -144,6 +144,7 @@ class BenchCommand(RunConfig):
     project_tokens: int = 655_360_000  # training tokens whose wall time is projected (the study: 20k x 64 x 512)
     sync_debug: bool = False  # CUDA: count host-device syncs in Lightning's timed steps (a separate check)
     out: str | None = None  # JSON file; null = bench.json in the run folder
+    options: list = field(default_factory=list)  # model options timed against the block instead: [all] or [pos=rope]
 
     def check(self):
         super().check()

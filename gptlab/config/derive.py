@@ -20,8 +20,8 @@ from gptlab.devices import resolve_device, visible_gpus
 # as the study), halved per GPT-2 size. CUDA, bf16 + flash attention + compile: measured on an H200 for 30m (64 x 512,
 # 6.5 GB peak) and gpt2 (32 x 1024, 19 GB; benchmarks/results/h200-2026-11-28); the larger sizes are scaled from gpt2 to
 # stay well inside an 80 GB card (estimates). A preset changed by overrides (model.n_layer=...) keeps its entry.
-MICRO_BATCH = {"tiny": (4, 64), "30m": (8, 64), "gpt2": (4, 32), "gpt2-medium": (2, 16), "gpt2-large": (1, 8),
-               "gpt2-xl": (1, 4)}
+MICRO_BATCH = {"tiny": (4, 64), "30m": (8, 64), "30m_modern": (8, 64), "gpt2": (4, 32), "gpt2-medium": (2, 16),
+               "gpt2-large": (1, 8), "gpt2-xl": (1, 4)}
 
 
 def run_config(cfg: DictConfig | dict, preset: str | None = None) -> RunConfig:

@@ -20,6 +20,7 @@ from gptlab.config.checks import ConfigError, is_int, is_number, must
 
 PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true", "64-true")
 GELUS = ("tanh", "none")
+POSITIONS, NORMS, MLPS = ("learned", "rope"), ("layernorm", "rmsnorm"), ("gelu", "relu2", "swiglu")
 DECAY_SHAPES = ("linear", "1-sqrt")
 HEAD_DTYPES = ("auto", "exact", "bf16")  # output layer weights while decoding (gptlab.model.sampling)
 
@@ -46,6 +47,15 @@ class GPTConfig(Schema):
     gelu: str = "tanh"  # tanh (GPT-2's approximation, exact parity) or none (erf)
     mup_base_width: int | None = None  # muP relative to this width: a rate tuned there holds at any n_embd; null: off
     mup_base_depth: int | None = None  # depth-muP relative to this n_layer: branches x sqrt(base / n_layer); null: off
+    pos: str = "learned"  # learned (GPT-2's wpe) | rope (rotary: q and k rotated by position, Su et al. 2021)
+    rope_base: float = 10000.0  # rope's base: frequencies base^(-2i / head_dim)
+    qk_norm: bool = False  # RMSNorm on each head's queries and keys before attention (Qwen3, modded-nanogpt)
+    norm: str = "layernorm"  # layernorm (GPT-2) | rmsnorm (a gain, no mean, no bias: Llama)
+    mlp: str = "gelu"  # gelu (GPT-2) | relu2 (ReLU squared: Primer, modded-nanogpt) | swiglu (SiLU-gated: Llama)
+    mlp_hidden: int | None = None  # MLP width; null = 4 x n_embd, or 8/3 x n_embd for swiglu (the same parameters)
+    tie_embeddings: bool = True  # the output layer shares wte's matrix (GPT-2); false: a head of its own
+    logit_softcap: float | None = None  # null: none; c: logits c tanh(z / c) (Gemma 2, modded-nanogpt: 30)
+    zero_init: bool = False  # zero-initialised output projections (attn and mlp c_proj, an untied head)
 
     def check(self):
         must(is_int(self.n_layer) and self.n_layer >= 0, "n_layer", "an integer >= 0", self.n_layer)  # 0: a bigram
@@ -59,6 +69,25 @@ class GPTConfig(Schema):
         for key in ("mup_base_width", "mup_base_depth"):
             base = getattr(self, key)
             must(base is None or (is_int(base) and base >= 1), key, "null (off) or a positive integer", base)
+        for key, allowed in (("pos", POSITIONS), ("norm", NORMS), ("mlp", MLPS)):
+            must(getattr(self, key) in allowed, key, f"one of {', '.join(allowed)}", getattr(self, key))
+        must(self.pos != "rope" or (self.n_embd // self.n_head) % 2 == 0, "pos",
+             "learned when the head size n_embd / n_head is odd (rope rotates channel pairs)", self.pos)
+        must(is_number(self.rope_base) and self.rope_base > 1, "rope_base", "a number > 1", self.rope_base)
+        must(self.mlp_hidden is None or (is_int(self.mlp_hidden) and self.mlp_hidden >= 1), "mlp_hidden",
+             "an integer >= 1 or null", self.mlp_hidden)
+        must(self.logit_softcap is None or (is_number(self.logit_softcap) and self.logit_softcap > 0),
+             "logit_softcap", "null (off) or a number > 0", self.logit_softcap)
+        modern = self.modern()
+        if modern and (self.mup_base_width or self.mup_base_depth):
+            raise ConfigError(f"mup_base_width / mup_base_depth with {', '.join(modern)}: muP's multipliers are "
+                              "stated and checked for GPT-2's block only; drop the muP key or those options")
+
+    def modern(self) -> list[str]:
+        """The options set away from GPT-2's block, as key=value (empty for GPT-2)."""
+        base = GPTConfig.__dataclass_fields__
+        keys = ("pos", "qk_norm", "norm", "mlp", "mlp_hidden", "tie_embeddings", "logit_softcap", "zero_init")
+        return [f"{k}={getattr(self, k)}" for k in keys if getattr(self, k) != base[k].default]
 
 
 @dataclass
@@ -94,7 +123,7 @@ class TrainerConfig(Schema):
     accelerator: str = "${device}"  # auto | cpu | cuda (gpu, Lightning's name): follows the top-level device=
     devices: Any = 1  # devices per node: a count, -1 or auto (every visible GPU), or a list of ids
     num_nodes: int = 1  # machines; each runs `devices` ranks
-    strategy: str = "auto"  # auto | ddp | ddp_spawn (inside a -m sweep) | fsdp
+    strategy: str = "auto"  # auto | ddp | ddp_spawn (inside a -m sweep) | fsdp (FSDP2, gptlab/training/sharding.py)
     precision: str = "auto"  # auto = bf16-mixed on a GPU with bf16, 32-true elsewhere (bf16 is slow on CPUs)
     max_steps: int = 1500  # optimizer steps
     stop_after: int | None = None  # end this invocation after this many optimizer steps (resume= continues)
@@ -107,6 +136,7 @@ class TrainerConfig(Schema):
     peak_flops: float | None = None  # device peak FLOP/s for MFU; null = looked up (GPU table, or CPU cores x clock)
     threads: int | None = None  # CPU threads for torch; null = all cores this process may use
     keep_tokens: list = field(default_factory=list)  # token budgets whose checkpoints are kept (50K, 100K)
+    target_val_loss: float | None = None  # stop once a validation reaches this loss; summary.json: tokens, time to it
 
     def check(self):
         must(self.precision in PRECISIONS, "precision", f"one of {', '.join(PRECISIONS)}", self.precision)
@@ -123,6 +153,8 @@ class TrainerConfig(Schema):
              "a number > 0 (minutes) or null", self.ckpt_every_minutes)
         must(is_number(self.grad_clip) and self.grad_clip >= 0, "grad_clip", "a number >= 0 (0 disables)",
              self.grad_clip)
+        must(self.target_val_loss is None or (is_number(self.target_val_loss) and self.target_val_loss > 0),
+             "target_val_loss", "null or a loss > 0", self.target_val_loss)
 
 
 @dataclass

@@ -3,9 +3,11 @@
     python -c "from gptlab.data.datamodule import TokenDataModule as D; \
                print(next(iter(D('data/shakespeare', 64, 4).train_dataloader()))[0].shape)"
 
-Training batch k of rank r is drawn by a generator seeded with (seed, r, k), so the stream is a pure function
-of the batch index: the module counts consumed batches, a checkpoint stores the count, and a resumed run
-continues with batch k+1 (no window repeated, none skipped), whatever the number of loader workers.
+Training draws one global stream of micro batches: micro batch g is drawn by a generator seeded with (seed, 0, g),
+and optimizer step s takes g = s A W ... (s + 1) A W - 1 (A micro batches accumulated on each of W ranks; rank r's
+j-th of the step is g = s A W + j W + r). So the stream is a pure function of the step, whatever the number of
+ranks or loader workers: a checkpoint stores how many global micro batches were consumed, and a run resumed on
+another number of ranks (the same global batch, another accumulation) continues with the same windows.
 Validation is the first `val_tokens` tokens of val cut into consecutive windows: the same tokens for every
 run and every model, split across ranks without padding so summed NLL and token counts are exact.
 With loss_mask (datasets prepared with .mask.bin files, e.g. chat), a target whose mask is 0 becomes -1, which
@@ -27,9 +29,9 @@ class TrainWindows(IterableDataset):
     """Endless batches [batch, block] of (x, y) windows, documents joined by EOT as nanoGPT does."""
 
     def __init__(self, files: list[str], block_size: int, batch_size: int, seed: int, rank: int, start: int = 0,
-                 mask_files: list[str] | None = None):
+                 mask_files: list[str] | None = None, world: int = 1, accumulation: int = 1):
         self.files, self.block, self.batch = files, block_size, batch_size
-        self.seed, self.rank, self.start = seed, rank, start
+        self.seed, self.rank, self.start, self.world, self.accumulation = seed, rank, start, world, accumulation
         self.mask_files = mask_files
         self.sizes = [len(shards.open_shard(f)) for f in files]  # headers checked once, not per batch
         sizes = np.array(self.sizes, dtype=np.int64)
@@ -38,8 +40,13 @@ class TrainWindows(IterableDataset):
             raise ValueError(f"train split has no shard longer than block_size+1={block_size + 1} tokens: {files}")
         self.weights = self.windows / self.windows.sum()
 
+    def global_index(self, k: int) -> int:
+        """The global micro batch this rank's k-th one is: step k // A, slot k % A, then this rank's place."""
+        step, slot = divmod(k, self.accumulation)
+        return (step * self.accumulation + slot) * self.world + self.rank
+
     def batch_at(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        rng = np.random.default_rng([self.seed, self.rank, k])
+        rng = np.random.default_rng([self.seed, 0, self.global_index(k)])
         which = rng.choice(len(self.files), size=self.batch, p=self.weights)
         xy = np.empty((self.batch, self.block + 1), dtype=np.int64)
         keep = np.ones((self.batch, self.block), dtype=bool)  # targets trained on
@@ -92,8 +99,9 @@ class ValWindows(Dataset):
 class TokenDataModule(L.LightningDataModule):
     def __init__(self, data_dir: str, block_size: int, batch_size: int, val_tokens: int = 65536,
                  num_workers: int = 0, seed: int = 1337, vocab_size: int = 50257, tokenizer: str = "gpt2",
-                 loss_mask: bool = False):
+                 loss_mask: bool = False, accumulation: int = 1):
         super().__init__()
+        self.accumulation = accumulation  # micro batches per optimizer step on each rank
         self.data_dir, self.block_size, self.batch_size = data_dir, block_size, batch_size
         self.val_tokens, self.num_workers, self.seed = val_tokens, num_workers, seed
         self.vocab_size, self.tokenizer, self.loss_mask = vocab_size, tokenizer, loss_mask
@@ -144,9 +152,9 @@ class TokenDataModule(L.LightningDataModule):
                           generator=torch.Generator().manual_seed(self.seed), **kw)
 
     def train_dataloader(self):
-        rank, _ = self._rank_world()
+        rank, world = self._rank_world()
         ds = TrainWindows(self._files("train"), self.block_size, self.batch_size, self.seed, rank, self.train_batches,
-                          self._masks("train"))
+                          self._masks("train"), world, self.accumulation)
         return self._loader(ds, batch_size=None, prefetch_factor=4 if self.num_workers else None)
 
     def val_dataloader(self):
@@ -160,7 +168,17 @@ class TokenDataModule(L.LightningDataModule):
         return batch
 
     def state_dict(self):
-        return {"train_batches": self.train_batches}
+        """This rank's micro batches consumed, and the stream's: checkpoints are written at step boundaries, where
+        every rank has consumed as many."""
+        return {"train_batches": self.train_batches, "global_batches": self.train_batches * self._rank_world()[1]}
 
     def load_state_dict(self, state):
-        self.train_batches = int(state["train_batches"])
+        world = self._rank_world()[1]
+        if "global_batches" not in state:  # a checkpoint from before the global stream: its own rank's count
+            self.train_batches = int(state["train_batches"])
+            return
+        consumed = int(state["global_batches"])
+        if consumed % world:
+            raise ValueError(f"the checkpoint consumed {consumed} micro batches, which {world} ranks cannot share "
+                             "evenly; resume on a number of devices that divides the global batch")
+        self.train_batches = consumed // world

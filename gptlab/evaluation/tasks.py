@@ -49,7 +49,7 @@ def score_positions(model, x: torch.Tensor, rows: torch.Tensor, cols: torch.Tens
     h = model.hidden(x)[rows, cols]
     lps, greedy = [], []
     for i in range(0, len(h), ROWS):
-        logits = model.lm_head(h[i:i + ROWS])[:, :N_VOCAB].float()  # padded vocab slots never take probability
+        logits = model.logits(h[i:i + ROWS])[:, :N_VOCAB].float()  # padded vocab slots never take probability
         t = targets[i:i + ROWS]
         lps.append(logits.log_softmax(-1).gather(1, t[:, None])[:, 0])
         greedy.append(logits.argmax(-1) == t)

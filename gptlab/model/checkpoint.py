@@ -29,6 +29,11 @@ class ModelNotFound(Refused, LoadError):
     """No model at the given spec: refused before any work (exit 2)."""
 
 
+class BadCheckpoint(Refused, LoadError):
+    """A checkpoint given as input that cannot be read safely (damaged, truncated, pickled code): refused before any
+    work (exit 2), as resume= refuses it, in every entry point."""
+
+
 def build_gpt(cfg: GPTConfig, state_dict: dict, device="cpu", dtype: torch.dtype | None = None) -> GPT:
     """A GPT with exactly these weights; built on the meta device, so no random init of a throwaway model."""
     with torch.device("meta"):
@@ -43,14 +48,18 @@ def build_gpt(cfg: GPTConfig, state_dict: dict, device="cpu", dtype: torch.dtype
             raise LoadError(f"{k} has shape {tuple(v.shape)}, the config {asdict(cfg)} needs "
                             f"{tuple(expected[k].shape)}")
     wte, head = state_dict["transformer.wte.weight"], state_dict["lm_head.weight"]
-    if head is not wte and not torch.equal(head, wte):  # gptlab ties them: a separate head cannot be represented
-        raise LoadError("lm_head.weight differs from transformer.wte.weight; gptlab's GPT ties them")
+    tied = cfg.tie_embeddings
+    if tied and head is not wte and not torch.equal(head, wte):  # a separate head needs model.tie_embeddings=false
+        raise LoadError("lm_head.weight differs from transformer.wte.weight, but the config ties them "
+                        "(model.tie_embeddings=true)")
     # copy=True: tensors of an mmap'd checkpoint become ordinary memory, not views of the file
     weights = {k: v.to(device=device, dtype=dtype or v.dtype, copy=True) for k, v in state_dict.items()
-               if k != "lm_head.weight"}
-    weights["lm_head.weight"] = weights["transformer.wte.weight"]
+               if not (tied and k == "lm_head.weight")}
+    if tied:
+        weights["lm_head.weight"] = weights["transformer.wte.weight"]
     model.load_state_dict(weights, strict=True, assign=True)
-    model.lm_head.weight = model.transformer.wte.weight  # assign gave each name its own Parameter: tie again
+    if tied:
+        model.lm_head.weight = model.transformer.wte.weight  # assign gave each name its own Parameter: tie again
     return model.eval()
 
 
@@ -63,12 +72,12 @@ def read_checkpoint(path: str | Path) -> dict:
         # torch's own first line suggests retrying without weights_only: the one thing not to do with such a file
         found = re.search(r"GLOBAL ([\w.]+)", str(e))
         what = f"it pickles {found.group(1)}" if found else "it pickles objects other than tensors and plain containers"
-        raise LoadError(f"{path}: refused: {what}, which could run code when loaded; gptlab reads checkpoints with "
+        raise BadCheckpoint(f"{path}: refused: {what}, which could run code when loaded; gptlab reads checkpoints with "
                         "weights_only=True only (tensors, numbers, strings, containers). Do not load it unless you "
                         "trust where it came from") from None
     except Exception:  # a truncated file, another format: torch's own text (miniz, zip offsets) says no more
         size = Path(path).stat().st_size if Path(path).is_file() else 0
-        raise LoadError(f"{path}: damaged or truncated ({size:,} bytes), or not a torch checkpoint; use another "
+        raise BadCheckpoint(f"{path}: damaged or truncated ({size:,} bytes), or not a torch checkpoint; use another "
                         "checkpoint (a run keeps last.ckpt and best.ckpt) or train again") from None
 
 

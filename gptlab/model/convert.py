@@ -159,29 +159,40 @@ def hf_state_dict(model: GPT, n_vocab: int, hf_keys: dict[str, torch.Size]) -> d
     for k, shape in hf_keys.items():
         if k not in sd and k.endswith(".bias"):  # bias=False model: GPT-2 adds a bias, zero changes nothing
             sd[k] = torch.zeros(shape, dtype=sd["transformer.wte.weight"].dtype)
-    sd["lm_head.weight"] = sd["transformer.wte.weight"]
+    if model.config.tie_embeddings:
+        sd["lm_head.weight"] = sd["transformer.wte.weight"]
     return {k: v.contiguous() for k, v in sd.items()}
+
+
+def to_gpt2(model: GPT, n_vocab: int, eot: int | None):
+    """A transformers GPT2LMHeadModel holding this model's weights (muP's multipliers folded in)."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+    c = model.config
+    hf_cfg = GPT2Config(vocab_size=n_vocab, n_positions=c.block_size, n_embd=c.n_embd, n_layer=c.n_layer,
+                        n_head=c.n_head, activation_function=GELU_TO_HF[c.gelu], resid_pdrop=c.dropout,
+                        embd_pdrop=c.dropout, attn_pdrop=c.dropout, bos_token_id=eot, eos_token_id=eot,
+                        tie_word_embeddings=c.tie_embeddings)
+    with torch.device("meta"):  # the architecture only: real tensors are assigned below
+        hf = GPT2LMHeadModel(hf_cfg)
+    hf_keys = {k: v.shape for k, v in hf.state_dict().items()}
+    hf.load_state_dict(hf_state_dict(model, n_vocab, hf_keys), strict=True, assign=True)
+    if c.tie_embeddings:
+        hf.lm_head.weight = hf.transformer.wte.weight
+    return hf
 
 
 def to_hf(model: GPT, out_dir: str | Path, tokenizer: bool = True, gpt2_vocab: bool = True,
           overwrite: bool = False) -> Path:
-    """Write a transformers GPT2LMHeadModel folder (config, safetensors, tokenizer files), built next to out_dir
-    and renamed into place. gpt2_vocab: the model's ids are GPT-2 BPE, so padding rows past 50257 are dropped."""
-    from transformers import GPT2Config, GPT2LMHeadModel
+    """Write a transformers folder (config, safetensors, tokenizer files): GPT2LMHeadModel for GPT-2's block, Llama
+    or Qwen3 for the modern options that compute their function (gptlab/model/llama.py; others are refused), built
+    next to out_dir and renamed into place. gpt2_vocab: the ids are GPT-2 BPE, so padding rows past 50257 go."""
+    from gptlab.model.llama import family, to_llama
     c, out = model.config, Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
         raise HFError(f"{out} exists and is not an empty folder; pass overwrite=true to replace it")
     n_vocab = N_VOCAB if gpt2_vocab and c.vocab_size > N_VOCAB else c.vocab_size
     eot = EOT if n_vocab > EOT else None
-    hf_cfg = GPT2Config(vocab_size=n_vocab, n_positions=c.block_size, n_embd=c.n_embd, n_layer=c.n_layer,
-                        n_head=c.n_head, activation_function=GELU_TO_HF[c.gelu], resid_pdrop=c.dropout,
-                        embd_pdrop=c.dropout, attn_pdrop=c.dropout, bos_token_id=eot, eos_token_id=eot,
-                        tie_word_embeddings=True)
-    with torch.device("meta"):  # the architecture only: real tensors are assigned below
-        hf = GPT2LMHeadModel(hf_cfg)
-    hf_keys = {k: v.shape for k, v in hf.state_dict().items()}
-    hf.load_state_dict(hf_state_dict(model, n_vocab, hf_keys), strict=True, assign=True)
-    hf.lm_head.weight = hf.transformer.wte.weight
+    hf = to_gpt2(model, n_vocab, eot) if family(c) == "gpt2" else to_llama(model, n_vocab, eot)
     with atomic_dir(out, replace=True) as tmp:  # the old folder is removed only once the new one is in place
         hf.save_pretrained(tmp)
         (tmp / "gptlab.json").write_text(json.dumps({"config": asdict(c), "exported_vocab": n_vocab}, indent=2))

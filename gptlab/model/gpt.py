@@ -15,6 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from gptlab.config import GPTConfig
+from gptlab.model.blocks import Block, norm, rope_tables
 from gptlab.model.loss import chunk_rows, chunked_cross_entropy, loss_and_row_nll
 from gptlab.model.mup import Multipliers, is_hidden
 from gptlab.model.sampling import sample_next
@@ -38,72 +39,19 @@ class KVCache:
         return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
 
 
-class CausalSelfAttention(nn.Module):
-    def __init__(self, cfg: GPTConfig, layer: int):
-        super().__init__()
-        self.c_attn = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)  # q, k, v for all heads at once
-        self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
-        self.resid_dropout = nn.Dropout(cfg.dropout)
-        self.n_head, self.n_embd, self.dropout, self.layer = cfg.n_head, cfg.n_embd, cfg.dropout, layer
-        self.scale = Multipliers.of(cfg).attn_scale(cfg.n_embd // cfg.n_head)  # None: SDPA's 1/sqrt(d_head)
-
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
-        B, T, C = x.shape
-        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
-                   for t in self.c_attn(x).split(self.n_embd, dim=2))
-        past = cache.pos if cache is not None else 0
-        if cache is not None:
-            k, v = cache.update(self.layer, k, v)
-        mask = None
-        if past and T > 1:  # a chunk after cached tokens: row i sees all the past and itself
-            mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=(past == 0 and T > 1),
-                                           dropout_p=self.dropout if self.training else 0.0, scale=self.scale)
-        return self.resid_dropout(self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C)))
-
-
-class MLP(nn.Module):
-    def __init__(self, cfg: GPTConfig):
-        super().__init__()
-        self.c_fc = nn.Linear(cfg.n_embd, 4 * cfg.n_embd, bias=cfg.bias)
-        self.gelu = nn.GELU(approximate=cfg.gelu)  # GPT-2 used the tanh approximation
-        self.c_proj = nn.Linear(4 * cfg.n_embd, cfg.n_embd, bias=cfg.bias)
-        self.dropout = nn.Dropout(cfg.dropout)
-
-    def forward(self, x):
-        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
-
-
-class Block(nn.Module):
-    def __init__(self, cfg: GPTConfig, layer: int):
-        super().__init__()
-        self.ln_1 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
-        self.attn = CausalSelfAttention(cfg, layer)
-        self.ln_2 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
-        self.mlp = MLP(cfg)
-        self.branch = Multipliers.of(cfg).branch  # depth-muP's 1/sqrt(n_layer / base depth); 1 otherwise
-
-    def forward(self, x, cache=None):
-        if self.branch != 1.0:
-            x = x + self.branch * self.attn(self.ln_1(x), cache)
-            return x + self.branch * self.mlp(self.ln_2(x))
-        x = x + self.attn(self.ln_1(x), cache)
-        return x + self.mlp(self.ln_2(x))
-
-
 class GPT(nn.Module):
     def __init__(self, cfg: GPTConfig):
         super().__init__()
         self.config = cfg
-        self.transformer = nn.ModuleDict(dict(
-            wte=nn.Embedding(cfg.vocab_size, cfg.n_embd),
-            wpe=nn.Embedding(cfg.block_size, cfg.n_embd),
-            drop=nn.Dropout(cfg.dropout),
-            h=nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layer)),
-            ln_f=nn.LayerNorm(cfg.n_embd, bias=cfg.bias),
-        ))
+        parts = dict(wte=nn.Embedding(cfg.vocab_size, cfg.n_embd))
+        if cfg.pos == "learned":  # GPT-2's learned positions; rope rotates q and k instead (gptlab/model/blocks.py)
+            parts["wpe"] = nn.Embedding(cfg.block_size, cfg.n_embd)
+        parts.update(drop=nn.Dropout(cfg.dropout), h=nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layer)),
+                     ln_f=norm(cfg, cfg.n_embd))
+        self.transformer = nn.ModuleDict(parts)
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
-        self.transformer.wte.weight = self.lm_head.weight  # weight tying, as GPT-2
+        if cfg.tie_embeddings:
+            self.transformer.wte.weight = self.lm_head.weight  # weight tying, as GPT-2
         self.mult = Multipliers.of(cfg)  # all 1 unless model.mup_base_width / mup_base_depth (gptlab.model.mup)
         self.apply(self._init_weights)
         for name, p in self.named_parameters():  # GPT-2: residual projections scaled by 1/sqrt(2 * n_layer)
@@ -112,6 +60,8 @@ class GPT(nn.Module):
             if is_hidden(name) and self.mult.hidden_std != 1.0:  # muP: hidden init variance x base / width
                 with torch.no_grad():
                     p.mul_(self.mult.hidden_std)
+            if cfg.zero_init and (name.endswith("c_proj.weight") or name == "lm_head.weight"):
+                nn.init.zeros_(p)  # modded-nanogpt: each branch (and an untied head) starts as nothing
 
     @staticmethod
     def _init_weights(module):
@@ -121,15 +71,19 @@ class GPT(nn.Module):
             nn.init.zeros_(module.bias)
 
     def hidden(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
-        """The readout's input [B, T, n_embd] for token ids [B, T]: the final LayerNorm's output, times muP's
-        output multiplier base / width when model.mup_base_width is set."""
+        """The readout's input [B, T, n_embd] for token ids [B, T]: the final norm's output, times muP's output
+        multiplier base / width when model.mup_base_width is set."""
         T, start = idx.size(1), cache.pos if cache is not None else 0
         if start + T > self.config.block_size:
             raise ValueError(f"sequence of {start + T} tokens exceeds block_size {self.config.block_size}")
-        pos = torch.arange(start, start + T, dtype=torch.long, device=idx.device)
-        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
+        x, rope = self.transformer.wte(idx), None
+        if "wpe" in self.transformer:
+            x = x + self.transformer.wpe(torch.arange(start, start + T, dtype=torch.long, device=idx.device))
+        else:
+            rope = rope_tables(self.config, start, T, idx.device, x.dtype)
+        x = self.transformer.drop(x)
         for block in self.transformer.h:
-            x = block(x, cache)
+            x = block(x, cache, rope)
         if cache is not None:
             cache.pos += T
         x = self.transformer.ln_f(x)
@@ -142,8 +96,9 @@ class GPT(nn.Module):
         computes the loss in chunks without materialising [B, T, vocab]."""
         h = self.hidden(idx)
         if targets is not None and not return_logits and chunk_rows(idx.device):
-            return None, chunked_cross_entropy(h.flatten(0, 1), self.lm_head.weight, targets.flatten())
-        logits = self.lm_head(h)
+            return None, chunked_cross_entropy(h.flatten(0, 1), self.lm_head.weight, targets.flatten(),
+                                               softcap=self.config.logit_softcap)
+        logits = self.logits(h)
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-1)
@@ -153,12 +108,20 @@ class GPT(nn.Module):
         """(mean cross-entropy as forward gives it, summed NLL of each window [B]) in one pass, no gradients."""
         h = self.hidden(idx)
         if chunk_rows(idx.device):
-            loss, rows = loss_and_row_nll(h.flatten(0, 1), self.lm_head.weight, targets.flatten())
+            loss, rows = loss_and_row_nll(h.flatten(0, 1), self.lm_head.weight, targets.flatten(),
+                                          softcap=self.config.logit_softcap)
         else:
-            rows = F.cross_entropy(self.lm_head(h).flatten(0, 1).float(), targets.flatten(), ignore_index=-1,
+            rows = F.cross_entropy(self.logits(h).flatten(0, 1).float(), targets.flatten(), ignore_index=-1,
                                    reduction="none")
             loss = rows.sum() / (targets != -1).sum().clamp(min=1)
         return loss, rows.view(targets.shape).sum(dim=1)
+
+    def logits(self, h: torch.Tensor, head: torch.Tensor | None = None) -> torch.Tensor:
+        """The output layer on readout inputs h [..., n_embd] (head: its weight in another dtype), with the logit
+        softcap c tanh(z / c) when model.logit_softcap is set: the one place logits are made."""
+        z = F.linear(h, self.lm_head.weight if head is None else head)
+        c = self.config.logit_softcap
+        return c * torch.tanh(z / c) if c else z
 
     def param_roles(self) -> dict[str, list[tuple[str, nn.Parameter]]]:
         """The model's trainable tensors by role, in parameter order, for every optimizer (training/optimizers.py):
@@ -177,7 +140,7 @@ class GPT(nn.Module):
     def num_params(self, non_embedding: bool = True) -> int:
         """Parameters, the tied wte/lm_head matrix once; non_embedding drops position embeddings (nanoGPT)."""
         n = sum(p.numel() for p in self.parameters())
-        return n - self.transformer.wpe.weight.numel() if non_embedding else n
+        return n - self.transformer.wpe.weight.numel() if non_embedding and "wpe" in self.transformer else n
 
     def flops_per_token(self, seq_len: int | None = None) -> int:
         """Training FLOPs per token (forward + backward): 6N for the weights + 12 * L * C * T for attention
@@ -210,7 +173,7 @@ class GPT(nn.Module):
                 h = self.hidden(idx, cache)
             else:
                 h = self.hidden(idx[:, -1:], cache)
-            logits = F.linear(h[:, -1].to(head.dtype), head).float()
+            logits = self.logits(h[:, -1].to(head.dtype), head).float()
             if n_vocab is not None and n_vocab < logits.size(-1):
                 logits[:, n_vocab:] = float("-inf")
             nxt = sample_next(logits, temperature, top_k, top_p, generator)

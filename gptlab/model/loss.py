@@ -20,10 +20,12 @@ def chunk_rows(device: torch.device) -> int | None:
     return CHUNK.get(device.type, CHUNK["cpu"])
 
 
-def _nll_and_grads(h, w, targets, chunk: int, need_grad: bool, row_nll: torch.Tensor | None = None):
+def _nll_and_grads(h, w, targets, chunk: int, need_grad: bool, row_nll: torch.Tensor | None = None,
+                   softcap: float | None = None):
     """(mean NLL, d/dh, d/dw) of (h @ w.T) against targets, a chunk of rows at a time; no gradients unless need_grad.
     Under autocast the three matmuls run in its dtype (bf16), as they would in the plain path; softmax and the sums
-    stay fp32. row_nll, when given, receives each row's NLL (0 for ignored targets)."""
+    stay fp32. row_nll, when given, receives each row's NLL (0 for ignored targets). softcap c: the logits are
+    c tanh(z / c), and the gradient takes tanh's derivative 1 - (logit / c)^2."""
     valid = targets != -1
     n_valid = valid.sum().clamp(min=1)
     kind = h.device.type
@@ -40,6 +42,9 @@ def _nll_and_grads(h, w, targets, chunk: int, need_grad: bool, row_nll: torch.Te
             hs, ts, vs = h[s:s + chunk].to(mm), targets[s:s + chunk].clamp(min=0), valid[s:s + chunk]
             r = rows[:hs.size(0)]
             logits = (hs @ wm.T).float()
+            if softcap:
+                logits = logits.div_(softcap).tanh_().mul_(softcap)
+                slope = 1 - (logits / softcap).square() if need_grad else None
             target_logit = logits[r, ts]
             peak = logits.amax(dim=-1, keepdim=True)
             e = logits.sub_(peak).exp_()  # one pass of exp serves both the loss and its gradient
@@ -52,6 +57,8 @@ def _nll_and_grads(h, w, targets, chunk: int, need_grad: bool, row_nll: torch.Te
             if need_grad:  # d(sum nll)/d logits = softmax - onehot, rows of ignored targets zero
                 g = e.mul_((vs.float() / n_valid / total_exp)[:, None])
                 g[r, ts] -= vs.float() / n_valid
+                if softcap:
+                    g.mul_(slope)
                 g = g.to(mm)
                 grad_h[s:s + chunk] = g @ wm
                 if mm == torch.float32:
@@ -67,30 +74,33 @@ class _ChunkedLinearCE(torch.autograd.Function):
     of the plain path."""
 
     @staticmethod
-    def forward(ctx, h, w, targets, chunk):
-        loss, grad_h, grad_w = _nll_and_grads(h, w, targets, chunk, need_grad=True)
+    def forward(ctx, h, w, targets, chunk, softcap):
+        loss, grad_h, grad_w = _nll_and_grads(h, w, targets, chunk, need_grad=True, softcap=softcap)
         ctx.save_for_backward(grad_h, grad_w)
         return loss
 
     @staticmethod
     def backward(ctx, grad_out):
         grad_h, grad_w = ctx.saved_tensors
-        return grad_h * grad_out, grad_w * grad_out, None, None
+        return grad_h * grad_out, grad_w * grad_out, None, None, None
 
 
-def chunked_cross_entropy(h: torch.Tensor, w: torch.Tensor, targets: torch.Tensor, chunk: int | None = None):
-    """F.cross_entropy(h @ w.T, targets, ignore_index=-1) without materialising all logits."""
+def chunked_cross_entropy(h: torch.Tensor, w: torch.Tensor, targets: torch.Tensor, chunk: int | None = None,
+                          softcap: float | None = None):
+    """F.cross_entropy(h @ w.T, targets, ignore_index=-1) without materialising all logits (softcap c: of
+    c tanh(h @ w.T / c))."""
     chunk = chunk or chunk_rows(h.device) or h.size(0)
     if not (torch.is_grad_enabled() and (h.requires_grad or w.requires_grad)):  # evaluation: no gradient work
         with torch.no_grad():
-            return _nll_and_grads(h, w, targets, chunk, need_grad=False)[0]
-    return _ChunkedLinearCE.apply(h, w, targets, chunk)
+            return _nll_and_grads(h, w, targets, chunk, need_grad=False, softcap=softcap)[0]
+    return _ChunkedLinearCE.apply(h, w, targets, chunk, softcap)
 
 
-def loss_and_row_nll(h: torch.Tensor, w: torch.Tensor, targets: torch.Tensor, chunk: int | None = None):
+def loss_and_row_nll(h: torch.Tensor, w: torch.Tensor, targets: torch.Tensor, chunk: int | None = None,
+                     softcap: float | None = None):
     """(mean NLL, each row's NLL with 0 for ignored targets), without gradients: the mean is the very number
     chunked_cross_entropy gives, and the rows let a caller score parts of a batch (the val halves) in the same pass."""
     chunk = chunk or chunk_rows(h.device) or h.size(0)
     rows = torch.empty(h.size(0), dtype=torch.float32, device=h.device)
     with torch.no_grad():
-        return _nll_and_grads(h, w, targets, chunk, need_grad=False, row_nll=rows)[0], rows
+        return _nll_and_grads(h, w, targets, chunk, need_grad=False, row_nll=rows, softcap=softcap)[0], rows

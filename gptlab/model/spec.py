@@ -71,8 +71,11 @@ def check_reachable(spec) -> None:
 HF_SHAPES = {"gpt2": (12, 12, 768), "gpt2-medium": (24, 16, 1024), "gpt2-large": (36, 20, 1280),
              "gpt2-xl": (48, 25, 1600)}
 ARCH_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "vocab_size", "bias", "gelu", "mup_base_width",
-             "mup_base_depth")
-PARAMETRISATION = {"mup_base_width": None, "mup_base_depth": None}  # what weights saved without these keys use
+             "mup_base_depth", "pos", "rope_base", "qk_norm", "norm", "mlp", "mlp_hidden", "tie_embeddings",
+             "logit_softcap", "zero_init")  # every key that shapes the weights or the function
+PARAMETRISATION = {"mup_base_width": None, "mup_base_depth": None, "pos": "learned", "rope_base": 10000.0,
+                   "qk_norm": False, "norm": "layernorm", "mlp": "gelu", "mlp_hidden": None, "tie_embeddings": True,
+                   "logit_softcap": None, "zero_init": False}  # what weights saved without these keys were: GPT-2
 
 
 def architecture(spec, keep=(), into=None) -> dict:

@@ -32,7 +32,7 @@ def layer_outputs(model: GPT, x: torch.Tensor) -> dict[str, torch.Tensor]:
     for name, module in named.items():
         hooks.append(module.register_forward_hook(lambda _m, _i, out, name=name: taken.__setitem__(name, out)))
     try:
-        taken["logits"] = model.lm_head(model.hidden(x))
+        taken["logits"] = model.logits(model.hidden(x))
     finally:
         for h in hooks:
             h.remove()

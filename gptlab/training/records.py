@@ -65,7 +65,8 @@ class AppendingCSVLogger(CSVLogger):
         return self._experiment
 
 
-def write_summary(run_dir, params: int, tokens_per_step: int, steps: int, wall_time_s: float, **extra) -> dict:
+def write_summary(run_dir, params: int, tokens_per_step: int, steps: int, wall_time_s: float,
+                  target: float | None = None, **extra) -> dict:
     """summary.json from metrics.csv: the numbers a report needs, each traceable to a logged row (the val loss
     before training is the val row at 0 tokens) and named with the step it was measured at, so a resumed run's
     summary is an uninterrupted one's. `extra` adds finished (the run reached trainer.max_steps) and stopped (why an
@@ -95,10 +96,28 @@ def write_summary(run_dir, params: int, tokens_per_step: int, steps: int, wall_t
         "best_val_ppl": math.exp(best["val/loss"]) if best else None,
         "best_val_step": _step(best, tokens_per_step) if best else None,
         "plateau_extrapolated": plateau(val),
+        **({"target": time_to(val, target)} if target is not None else {}),
         **{k: _plain(v) for k, v in extra.items()},
     }
     atomic_write_json(Path(run_dir) / SUMMARY, summary)
     return summary
+
+
+def time_to(val_rows: list[dict], target: float) -> dict:
+    """When the val loss first reached `target`: the tokens and wall seconds interpolated linearly (in the loss)
+    between the validation before and the one at or below it; reached false when none got there."""
+    out = {"loss": target, "reached": False, "tokens": None, "wall_s": None}
+    for before, row in zip([None, *val_rows], val_rows):
+        if row["val/loss"] > target:
+            continue
+        if before is None or before["val/loss"] == row["val/loss"]:
+            return {**out, "reached": True, "tokens": row["tokens"], "wall_s": row.get("wall_s")}
+        f = (before["val/loss"] - target) / (before["val/loss"] - row["val/loss"])  # the share of the way down
+        wall = (before["wall_s"] + f * (row["wall_s"] - before["wall_s"])
+                if "wall_s" in row and "wall_s" in before else None)
+        return {**out, "reached": True, "tokens": before["tokens"] + f * (row["tokens"] - before["tokens"]),
+                "wall_s": wall}
+    return out
 
 
 def plateau(val_rows: list[dict]):
