@@ -30,13 +30,17 @@ def check(cfg) -> tuple[RunConfig, object]:
     from gptlab.data.shards import check_dataset
     from gptlab.runfolder import resume_paths
     from gptlab.training.components import check_offline, check_optimizer
-    from gptlab.training.compose import compose_run
+    from gptlab.training.compose import compose_run, requeued
     from gptlab.training.runlock import claim
     run, changes, branch_step = compose_run(cfg)
     check_offline(run)
     run_dir, ckpt = resume_paths(run.resume, run.paths.run_dir)
-    lock = claim(run_dir, resuming=bool(run.resume))  # a second writer is refused before torch is imported
+    # a second writer is refused before torch is imported; a fresh run's folder is checked by requeued() below
+    lock = claim(run_dir, resuming=bool(run.resume) or not run.branch)
     try:
+        if (again := requeued(cfg, run)) is not None:  # a requeued job's own command into its own folder
+            run, changes, branch_step = again
+            ckpt = resume_paths(run.resume, run.paths.run_dir)[1]
         check_dataset(Path(run.paths.data_dir) / run.data.name, prepare_command(asdict(run.data)))
         run.changes, run.resume_step = changes, branch_step
         if ckpt is not None:  # read (weights_only) before anything runs: a damaged or unsafe file is refused here
@@ -56,6 +60,7 @@ def work(checked) -> float | None:
     from gptlab.runfolder import read_summary
     from gptlab.training.compose import hydra_state
     from gptlab.training.fit import fit
+    from gptlab.training.slurm import requeue
     run, lock = checked
     try:
         if run.resume_step is not None and run.resume_step >= run.trainer.max_steps:
@@ -63,6 +68,7 @@ def work(checked) -> float | None:
         else:
             outcome = fit(run, launcher_jobs=hydra_state()[2])
             summary, stopped = outcome.summary or {}, outcome.stopped
+            requeue(stopped)  # a SLURM job preempted with SIGUSR1/2 goes back in the queue to continue
         if run.cooldown.branches and read_summary(run.paths.run_dir).get("finished", True) and not stopped:
             from gptlab.training.branches import run_branches
             run_branches(run, launcher_jobs=hydra_state()[2])
@@ -83,19 +89,6 @@ def finished(run: RunConfig) -> dict:
     return read_summary(run.paths.run_dir)
 
 
-def resume_argv(argv: list[str]) -> list[str]:
-    """A resume writes into the run's own folder, not into a new one Hydra would make (nor its .hydra/ there)."""
-    if any(a in ("-m", "--multirun") or a.startswith("hydra.run.dir=") for a in argv):
-        return argv
-    resume = next((a.split("=", 1)[1] for a in argv if a.startswith("resume=")), None)
-    p = Path(resume or "")
-    p = p.resolve() if p.is_symlink() else p  # runs/last: the run it names now
-    if not resume or not p.exists():  # none, or refused by the checks, which name it
-        return argv
-    folder = p if p.is_dir() else p.parent.parent
-    return argv + [f"hydra.run.dir={cli.hydra_quote(str(folder))}", "hydra.output_subdir=null"]
-
-
 def in_sweep() -> bool:
     from gptlab.training.compose import hydra_state
     return hydra_state()[1] is not None
@@ -106,4 +99,5 @@ ENTRY = cli.Entry("train", check, work)
 if __name__ == "__main__":
     from gptlab.training.hardware import reexec_with_jemalloc
     reexec_with_jemalloc()  # CPU steps spend much of their time in glibc malloc; jemalloc when installed
-    cli.run_app(ENTRY, resume_argv(sys.argv[1:]), in_sweep=in_sweep)
+    from gptlab.training.compose import job_argv
+    cli.run_app(ENTRY, job_argv(sys.argv[1:]), in_sweep=in_sweep)

@@ -57,6 +57,10 @@ def resumed_config(composed: DictConfig, saved: DictConfig, keys: list[str]) -> 
         if key not in SAFE and not drill(saved, key):
             raise ConfigError(f"{key} cannot change on a resume: the run was trained with {old!r}, given {new!r}; "
                               f"a resume may change only {', '.join(SAFE)}")
+        if key == "trainer.strategy" and "fsdp" in (old, new):
+            raise ConfigError(f"trainer.strategy cannot change between fsdp and another strategy on a resume (saved "
+                              f"{old!r}, given {new!r}): FSDP's optimizer state is keyed its own way. Resume with "
+                              f"trainer.strategy={old}; the weights load anywhere (eval, sample, init=<run>)")
         OmegaConf.update(out, key, new, force_add=True)
         if key == "device" and _value(saved, "trainer.accelerator") == old:  # the accelerator followed the device
             OmegaConf.update(out, "trainer.accelerator", new)

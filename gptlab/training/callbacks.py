@@ -86,7 +86,7 @@ class Progress(Callback):
             self.bar = None
 
     def on_exception(self, trainer, pl_module, exception):
-        self.on_train_end(trainer, pl_module)  # a stop (StopRun) or a failure: its line starts on a line of its own
+        self.on_train_end(trainer, pl_module)  # a failure: its line starts on a line of its own
 
 
 class RankReport(Callback):
@@ -98,8 +98,11 @@ class RankReport(Callback):
         import json
         loss = trainer.callback_metrics.get("val/loss")
         if loss is not None:
+            env = trainer.strategy.cluster_environment  # who assigned the ranks: SLURM, torchrun, Lightning
             line = "val-by-rank " + json.dumps({"rank": trainer.global_rank, "step": trainer.global_step,
-                                                 "val_loss": float(loss)})
+                                                 "val_loss": float(loss), "local_rank": trainer.local_rank,
+                                                 "node_rank": trainer.node_rank, "world_size": trainer.world_size,
+                                                 "environment": type(env).__name__ if env else None})
             # one write of the whole line: two ranks share the pipe, and print writes text and newline apart
             sys.stdout.write(line + "\n")
             sys.stdout.flush()
@@ -122,32 +125,41 @@ class WallClock(Callback):
         self.base = float(state.get("elapsed_s", 0.0))  # this invocation's clock started before the restore
         self.t0 = time.monotonic()
 
+    def on_validation_epoch_end(self, trainer, pl_module):
+        pl_module.log("wall_s", self.elapsed())  # the val row's wall time: time to a target, interpolated
 
-class StopRun(Exception):
-    """This invocation stops here, its last.ckpt written: stop_after steps run, or a signal caught (`why` names it:
-    'trainer.stop_after=N', 'SIGTERM', 'SIGINT', 'another rank')."""
 
-    def __init__(self, why: str, step: int):
-        super().__init__(f"{why}: stopped at step {step}")
-        self.why, self.step = why, step
+class TargetLoss(Callback):
+    """Stops the run at the first validation whose loss reaches `target` (trainer.target_val_loss): Lightning ends
+    the fit after that step, its checkpoints written, and summary.json records the tokens and time to the target."""
+
+    def __init__(self, target: float):
+        self.target = target
+
+    def on_validation_end(self, trainer, pl_module):
+        loss = trainer.callback_metrics.get("val/loss")
+        if trainer.state.fn == "fit" and trainer.global_step > 0 and loss is not None and float(loss) <= self.target:
+            trainer.should_stop = True
 
 
 class LastCheckpoint(Callback):
     """last.ckpt between evaluations: every `every_minutes`, and before this invocation stops, when it has run
-    `stop_after` steps or caught SIGTERM, SIGUSR1 (what SLURM sends before preemption) or Ctrl-C. Saved at an
+    `stop_after` steps or caught SIGTERM, SIGUSR1 (sbatch --signal), SIGUSR2 (submitit) or Ctrl-C. Saved at an
     optimizer-step boundary (metrics.csv is written through: it holds every row up to there, and the step's own row
     follows at once). A step that validates is saved by the 'last' ModelCheckpoint right after its validation, and
     so is trainer.max_steps, which always validates: setting should_stop there makes Lightning validate, so every
-    finished run's summary, best.ckpt and last.ckpt describe its last step. A stop before the end is StopRun raised
-    before the next step starts: should_stop would validate once more and close the epoch, and the resumed records
-    would differ from an uninterrupted run's."""
+    finished run's summary, best.ckpt and last.ckpt describe its last step. A stop before the end sets should_stop
+    too, and at a step that does not validate tells Lightning's epoch loop to skip the validation it would add
+    (`_skip_next_val`, the flag Lightning's own restart uses): the records stay an uninterrupted run's, and the fit
+    returns normally under every strategy, ddp_spawn's workers included. `stopped` says why: 'trainer.stop_after=N',
+    'SIGTERM', 'SIGUSR1', 'SIGUSR2', 'SIGINT' or 'another rank'."""
 
-    SIGNALS = ("SIGTERM", "SIGUSR1", "SIGINT")
+    SIGNALS = ("SIGTERM", "SIGUSR1", "SIGUSR2", "SIGINT")  # SIGUSR2: submitit's warning before a time limit
 
     def __init__(self, path, eval_interval: int, stop_after: int | None = None, every_minutes: float | None = None):
         self.path, self.eval_interval, self.stop_after = str(path), eval_interval, stop_after
         self.every_s = every_minutes * 60 if every_minutes else None
-        self.caught, self.pending, self.previous, self.start, self.seen, self.saved_at = None, None, {}, 0, 0, 0.0
+        self.caught, self.stopped, self.previous, self.start, self.seen, self.saved_at = None, None, {}, 0, 0, 0.0
 
     def on_train_start(self, trainer, pl_module):
         self.start = self.seen = trainer.global_step
@@ -163,10 +175,6 @@ class LastCheckpoint(Callback):
             raise KeyboardInterrupt
         self.caught = signal.Signals(signum).name
 
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if self.pending is not None:  # the step before validated and its checkpoint was written after that
-            raise StopRun(*self.pending)
-
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if trainer.global_step == self.seen:  # inside an accumulation: no step boundary yet
             return
@@ -176,14 +184,23 @@ class LastCheckpoint(Callback):
             trainer.should_stop = True  # Lightning validates a run that stops: every finished run ends validated
         validates = step % self.eval_interval == 0 or step >= trainer.max_steps
         timely = self.every_s and time.monotonic() - self.saved_at >= self.every_s
+        if why and step < trainer.max_steps:
+            self.stopped = why  # before the save: the checkpoint says why (ddp_spawn's parent reads it there)
         if (why or timely) and not validates:
             trainer.save_checkpoint(self.path)  # metrics.csv is written through: it holds every row up to here
             self.saved_at = time.monotonic()
-        if why and step < trainer.max_steps:  # raised before the next step: this step's row is logged first
-            self.pending = (why, step)
+        if why and step < trainer.max_steps:  # this step's row is still logged; then the loop ends
+            trainer.should_stop = True
+            if step % trainer.log_every_n_steps:
+                forget_logged_values(trainer)
+            if not validates:  # else the 'last' ModelCheckpoint writes after the step's own validation
+                trainer.fit_loop.epoch_loop._skip_next_val = True  # no validation a stop would add
 
     def on_validation_end(self, trainer, pl_module):
         self.saved_at = time.monotonic()  # the 'last' ModelCheckpoint writes right after
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint):
+        checkpoint["stopped"] = self.stopped  # why this invocation stopped (None: it has not): a plain string
 
     def _stop_now(self, trainer, step: int) -> str | None:
         if self.stop_after is not None and step - self.start >= self.stop_after:
@@ -192,8 +209,9 @@ class LastCheckpoint(Callback):
             return self.caught
         if step % trainer.log_every_n_steps:  # ranks agree on a signal at log steps only, which sync anyway
             return None
-        anyone = trainer.strategy.reduce_boolean_decision(bool(self.caught), all=False)  # every rank calls it
-        return self.caught or ("another rank" if anyone else None)
+        mine = self.caught  # read once: a signal landing during the reduction must not make this rank differ
+        anyone = trainer.strategy.reduce_boolean_decision(bool(mine), all=False)  # every rank calls it
+        return (mine or "another rank") if anyone else None
 
     def on_train_end(self, trainer, pl_module):
         for sig, handler in self.previous.items():
@@ -202,6 +220,15 @@ class LastCheckpoint(Callback):
 
     def on_exception(self, trainer, pl_module, exception):
         self.on_train_end(trainer, pl_module)
+
+
+def forget_logged_values(trainer) -> None:
+    """Lightning writes a row at any step that stops the fit, of every on-step value still held from the last logged
+    step; at a step that logs nothing that row would repeat the last one. Marked reset, those values are left out,
+    and a row with nothing in it is not written: the records stay an uninterrupted run's."""
+    for metric in trainer.fit_loop.epoch_loop._results.values():
+        if metric.meta.on_step and not metric.meta.on_epoch:
+            metric.has_reset = True
 
 
 class KeptCheckpoints(Callback):

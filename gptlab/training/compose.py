@@ -104,7 +104,23 @@ def resume_config(cfg: DictConfig) -> tuple[DictConfig, list[str]]:
     if not saved.is_file():
         print(f"note: {saved} not found: resuming with the config as composed from the command line")
         return cfg, []
-    return resumed_config(cfg, upgraded(OmegaConf.load(saved)), task_keys())
+    out, changes = resumed_config(cfg, upgraded(OmegaConf.load(saved)), task_keys())
+    return keep_global_batch(out, changes)
+
+
+WHERE = ("trainer.devices", "trainer.num_nodes", "trainer.strategy", "trainer.accelerator", "device")
+
+
+def keep_global_batch(out: DictConfig, changes: list[str]) -> tuple[DictConfig, list[str]]:
+    """A resume on another number of ranks keeps the run's global batch (its accumulation adjusts): a run that left
+    it implicit (one micro batch per device) gets it written out, from what its config.yaml recorded."""
+    d = out.get("derived") or {}
+    moved = any(c.split(":")[0] in WHERE for c in changes)
+    if moved and d and not (out.data.get("global_batch") or out.data.get("global_batch_tokens")):
+        seqs = d["micro_batch"] * d["accumulation"] * d["world_size"]
+        out.data.global_batch = seqs
+        changes = changes + [f"data.global_batch: None -> {seqs} (the run's global batch, kept)"]
+    return out, changes
 
 
 def branch_source(cfg: DictConfig) -> tuple[DictConfig, list[str], int]:
@@ -137,13 +153,34 @@ def branch_source(cfg: DictConfig) -> tuple[DictConfig, list[str], int]:
 
 def check_launch(run: RunConfig) -> None:
     """Lightning's ddp and fsdp start the other ranks by relaunching this script, which a local -m sweep cannot do
-    (under SLURM, srun starts them instead)."""
+    (under SLURM, srun starts them instead); Muon cannot run on FSDP's shards."""
     t = run.trainer
+    if started_apart() and run.sweep is None and not folder_given():
+        raise ConfigError(f"this is rank {os.environ.get('RANK', '?')} of {os.environ['WORLD_SIZE']} processes a "
+                          "launcher started (torchrun): give them all one run folder, hydra.run.dir=<a folder every "
+                          "node sees> (under SLURM's sbatch the job id names it)")
+    if t.strategy == "fsdp" and "muon" in run.optim["_target_"].lower():
+        raise ConfigError("optim=muon orthogonalises each whole weight matrix, and trainer.strategy=fsdp shards them; "
+                          "use trainer=ddp with Muon, or optim=adamw with FSDP")
     multi = run.derived.devices != 1 or t.num_nodes > 1
     if run.sweep and multi and t.strategy in ("auto", "ddp", "fsdp") and "SLURM_NTASKS" not in os.environ:
         raise ConfigError(f"trainer.strategy={t.strategy} on {t.devices} devices starts its other ranks by relaunching "
                           "this script, which a local -m sweep cannot do; use trainer.strategy=ddp_spawn, "
                           "hydra/launcher=slurm (srun starts the ranks) or trainer.devices=1")
+
+
+def started_apart() -> bool:
+    """Whether torchrun (or a launcher like it) started this process as one of several, outside a SLURM batch job
+    (whose tasks share runs/slurm-<job id>): each would name its own timestamped folder."""
+    from gptlab.config.folders import slurm_batch_job
+    return "LOCAL_RANK" in os.environ and int(os.environ.get("WORLD_SIZE", "1")) > 1 and slurm_batch_job() is None
+
+
+def folder_given() -> bool:
+    """Whether the command line set hydra.run.dir (Lightning's relaunched ranks and a resume set it too)."""
+    from hydra.core.hydra_config import HydraConfig
+    return HydraConfig.initialized() and any(o.startswith("hydra.run.dir=")
+                                             for o in HydraConfig.get().overrides.hydra)
 
 
 def recipe(run: RunConfig) -> str:
@@ -157,3 +194,69 @@ def recipe(run: RunConfig) -> str:
         hint = run.recipe.get("hint", "tune optim.lr and data.batch_size")
         text += f" (the recipe was tuned for model={tuned}; {hint})"
     return text
+
+
+NOT_THE_RUN = ("resume", "choices", "sweep", "name", "arm", "derived", "paths.run_dir")  # bookkeeping, not the run
+
+
+def flat(node, prefix: str = "") -> dict:
+    """A nested dict as {dotted key: leaf}."""
+    if not isinstance(node, dict):
+        return {prefix.rstrip("."): node}
+    out = {}
+    for k, v in node.items():
+        out.update(flat(v, f"{prefix}{k}."))
+    return out
+
+
+def differences(saved: dict, given: dict) -> list[str]:
+    """'key: saved -> given' for every key that differs, but for bookkeeping and what a resume may change."""
+    from gptlab.config.resume import SAFE
+    a, b = flat(saved), flat(given)
+    keep = lambda k: not any(k == s or k.startswith(s + ".") for s in NOT_THE_RUN + SAFE)  # noqa: E731
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if keep(k) and a.get(k) != b.get(k)]
+
+
+def requeued(cfg: DictConfig, run: RunConfig) -> tuple[RunConfig, list[str], int | None] | None:
+    """A job's own command run again into its own folder (Lightning's SLURM auto-requeue, submitit's checkpoint on
+    timeout): the same run, continued from its last.ckpt, when the saved config equals this command's. None when the
+    folder holds no run; ConfigError when it holds another run, or one with no checkpoint to continue."""
+    from gptlab.runfolder import CONFIG, upgraded
+    from gptlab.training.runlock import launcher_rank, previous_run
+    run_dir = Path(run.paths.run_dir)
+    if run.resume or run.branch or not previous_run(run_dir):
+        return None
+    if launcher_rank() > 0 and not (run_dir / "checkpoints" / "last.ckpt").is_file():
+        return None  # a rank Lightning started after rank 0 wrote config.yaml: rank 0 checked the folder
+    if not (run_dir / CONFIG).is_file() or not (run_dir / "checkpoints" / "last.ckpt").is_file():
+        raise ConfigError(f"run folder {run_dir} already holds a run with no config.yaml and last.ckpt to continue "
+                          "from; start the new run elsewhere (hydra.run.dir=<new folder>, or delete the old one)")
+    changed = differences(OmegaConf.to_container(upgraded(OmegaConf.load(run_dir / CONFIG))), run.record())
+    if changed:
+        raise ConfigError(f"run folder {run_dir} already holds a run with another config ({changed[0]}"
+                          f"{f' and {len(changed) - 1} more' if len(changed) > 1 else ''}); continue it as it was "
+                          f"with resume={run_dir}, or start the new run elsewhere (hydra.run.dir=<new folder>)")
+    print(f"{run_dir} holds this command's own run (the same config): continuing it from its last.ckpt")
+    with open_dict(cfg):
+        cfg.resume = str(run_dir)
+    return compose_run(cfg)
+
+
+def job_argv(argv: list[str]) -> list[str]:
+    """A resume writes into the run's own folder, not into a new one Hydra would make (nor its .hydra/ there); a rank
+    a launcher started (torchrun, SLURM, a second node) leaves Hydra's .hydra/ and train.log to rank 0."""
+    from gptlab.cli import hydra_quote
+    from gptlab.training.runlock import launcher_rank
+    if launcher_rank() > 0 and not any(a in ("-m", "--multirun") for a in argv):
+        if not any(a.startswith("hydra.output_subdir=") for a in argv):
+            argv = argv + ["hydra.output_subdir=null"]
+        argv = argv + ["hydra.job_logging.root.handlers=[console]"]  # train.log is rank 0's
+    if any(a in ("-m", "--multirun") or a.startswith("hydra.run.dir=") for a in argv):
+        return argv
+    resume = next((a.split("=", 1)[1] for a in argv if a.startswith("resume=")), None)
+    p = Path(resume or "")
+    p = p.resolve() if p.is_symlink() else p  # runs/last: the run it names now
+    if not resume or not p.exists():  # none, or refused by the checks, which name it
+        return argv
+    folder = p if p.is_dir() else p.parent.parent
+    return argv + [f"hydra.run.dir={hydra_quote(str(folder))}", "hydra.output_subdir=null"]

@@ -1,4 +1,4 @@
-"""Fault drills for tests and rehearsals: record what each step read, or break the weights at a chosen step.
+"""Fault drills for tests and rehearsals: record what each step read or each save, or break the weights at a step.
 
     python -m gptlab.train +callbacks.trace._target_=gptlab.training.drills.BatchTrace +callbacks.trace.path=t.txt
     python -m gptlab.train +callbacks.nan._target_=gptlab.training.drills.InjectNonFinite +callbacks.nan.step=7
@@ -46,3 +46,18 @@ class InjectNonFinite(Callback):
         if trainer.global_step == self.step:
             with torch.no_grad():
                 pl_module.model.transformer.ln_f.weight.fill_(self.value)
+
+
+class SaveTrace(Callback):
+    """Drill: appends `rank step` to `path` each time a checkpoint is made (every rank takes part in each save; rank
+    0 writes the file), so a test can count the saves a stop makes."""
+
+    def __init__(self, path: str):
+        self.path = str(path)
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint):
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, f"{trainer.global_rank} {trainer.global_step}\n".encode())
+        finally:
+            os.close(fd)

@@ -20,14 +20,25 @@ from omegaconf import OmegaConf
 from gptlab.config import RunConfig
 from gptlab.data.datamodule import TokenDataModule
 from gptlab.fs import atomic_symlink, atomic_write_bytes, atomic_write_text
+from gptlab.model.checkpoint import read_checkpoint
 from gptlab.runfolder import METRICS, resume_paths
-from gptlab.training.callbacks import KeptCheckpoints, LastCheckpoint, Progress, StopRun, Throughput, WallClock
+from gptlab.training.callbacks import (
+    KeptCheckpoints,
+    LastCheckpoint,
+    Progress,
+    TargetLoss,
+    Throughput,
+    WallClock,
+)
 from gptlab.training.components import safe_instantiate
 from gptlab.training.guards import AtomicCheckpointIO, FiniteLossGuard, RNGState, checkpoint_step
 from gptlab.training.hardware import cuda_fast_math, use_compile
 from gptlab.training.loggers import wandb_finish
 from gptlab.training.module import GPTModule
 from gptlab.training.records import AppendingCSVLogger, write_summary
+from gptlab.training.runlock import launcher_rank
+from gptlab.training.sharding import strategy
+from gptlab.training.slurm import cluster_plugins
 from gptlab.units import human
 
 log = logging.getLogger("gptlab")
@@ -58,7 +69,8 @@ def step_callbacks(tokens_per_step: int, flops_per_token: int, peak, prec: str, 
 def datamodule(run: RunConfig) -> TokenDataModule:
     d = run.data
     dm = TokenDataModule(str(Path(run.paths.data_dir) / d.name), run.derived.block_size, run.derived.micro_batch,
-                         d.val_tokens, d.num_workers, run.seed, vocab_size=50257, loss_mask=d.loss_mask)
+                         d.val_tokens, d.num_workers, run.seed, vocab_size=50257, loss_mask=d.loss_mask,
+                         accumulation=run.derived.accumulation)
     dm.check()  # missing or damaged data fails here, before the model is built
     return dm
 
@@ -82,13 +94,17 @@ def build_trainer(run: RunConfig, module: GPTModule, run_dir: Path, loggers: lis
                                                    t.stop_after, t.ckpt_every_minutes), WallClock()]
     if der.keep_steps:
         callbacks.append(KeptCheckpoints(run_dir / "checkpoints", der.keep_steps))
+    if t.target_val_loss is not None:
+        callbacks.append(TargetLoss(t.target_val_loss))
     return L.Trainer(
-        accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy, precision=prec,
+        accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=strategy(t.strategy),
+        precision=prec,
         max_steps=t.max_steps, accumulate_grad_batches=der.accumulation, gradient_clip_val=t.grad_clip or None,
         val_check_interval=t.eval_interval * der.accumulation, check_val_every_n_epoch=None,
         log_every_n_steps=t.log_every_n_steps, logger=loggers, callbacks=callbacks, enable_progress_bar=False,
         enable_model_summary=False, num_sanity_val_steps=0, use_distributed_sampler=False,
-        default_root_dir=str(run_dir), plugins=[AtomicCheckpointIO()])  # whole checkpoints: a kill keeps the old
+        default_root_dir=str(run_dir),
+        plugins=[AtomicCheckpointIO(), *cluster_plugins()])  # whole checkpoints: a kill keeps the old
 
 
 # MFU a run reaches, for the projected wall time printed before training: ~60% was measured for 30m on 2 Zen 3 cores
@@ -155,7 +171,8 @@ def fit(run: RunConfig, launcher_jobs: int | None = None) -> Outcome:
         cuda_fast_math()  # TF32 for fp32 matmuls; bf16 autocast comes from the precision
     L.seed_everything(run.seed, verbose=False)
     module, prec = build_module(run), precision(run.trainer.precision, run.derived.device)
-    atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(run.record()))
+    if launcher_rank() == 0:  # the other ranks a launcher started (torchrun, SLURM) write nothing into the folder
+        atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(run.record()))
     loggers = make_loggers(run, run_dir, None if ckpt is None else resumed_step * run.derived.tokens_per_step)
     n_params = module.model.num_params()
     trainer = build_trainer(run, module, run_dir, loggers, prec)
@@ -163,11 +180,8 @@ def fit(run: RunConfig, launcher_jobs: int | None = None) -> Outcome:
         log.info(header(run, trainer, n_params, prec, run_dir, module.model.flops_per_token(run.derived.block_size)))
         point_last_at(run, run_dir)
     validate_before(run, trainer, module, dm, ckpt)
-    stop = None
-    try:
-        trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt) if ckpt else None, weights_only=True)
-    except StopRun as e:
-        stop = e
+    trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt) if ckpt else None, weights_only=True)
+    stop = next(c for c in trainer.callbacks if isinstance(c, LastCheckpoint)).stopped  # None under ddp_spawn's parent
     for logger in loggers:
         logger.finalize("success")
     clock = next(c for c in trainer.callbacks if isinstance(c, WallClock))
@@ -176,7 +190,7 @@ def fit(run: RunConfig, launcher_jobs: int | None = None) -> Outcome:
         summary = finish(run, trainer, module, dm, run_dir, n_params, clock.elapsed(), stop)
     if any(type(lg).__name__ == "WandbLogger" for lg in loggers):
         wandb_finish(summary)
-    return Outcome(summary, stop.why if stop else None)
+    return Outcome(summary, stop)
 
 
 def quiet_lightning() -> None:
@@ -185,7 +199,8 @@ def quiet_lightning() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     # not ours to act on; a resume or a branch writes into its own checkpoints/ folder on purpose
     for text in (r".*isinstance\(treespec, LeafSpec\).*", ".*does not have many workers.*",
-                 ".*exists and is not empty.*"):
+                 ".*exists and is not empty.*", ".*when logging on epoch level in distributed setting.*",
+                 ".*torch.distributed.nn.functional.all_gather is deprecated.*"):
         warnings.filterwarnings("ignore", message=text)
     if not logging.getLogger().handlers:  # called outside Hydra's job logging (a test, a notebook)
         logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -234,14 +249,25 @@ class Outcome:
 def finish(run: RunConfig, trainer, module, dm, run_dir: Path, n_params: int, wall: float, stop) -> dict:
     """summary.json, the closing line and (for a finished run) the end-of-run sample; returns the summary."""
     extra = {"cooldown": branch_record(run)} if run.branch else {}
-    summary = write_summary(run_dir, params=n_params, tokens_per_step=run.derived.tokens_per_step,
-                            steps=trainer.global_step, wall_time_s=wall, model=asdict(run.model),
-                            finished=trainer.global_step >= run.trainer.max_steps,
-                            stopped=stop.why if stop else None, **extra)
+    last = run_dir / "checkpoints" / "last.ckpt"  # ddp_spawn's parent never stepped: its workers' checkpoint did
+    steps = trainer.global_step or (checkpoint_step(last) if last.is_file() else 0)
+    if not trainer.global_step and last.is_file():  # and it says why they stopped (LastCheckpoint.on_save_checkpoint)
+        stop = stop or read_checkpoint(last).get("stopped")
+    finished = steps >= run.trainer.max_steps or reached(trainer, run.trainer.target_val_loss)
+    summary = write_summary(run_dir, params=n_params, tokens_per_step=run.derived.tokens_per_step, steps=steps,
+                            wall_time_s=wall, model=asdict(run.model), target=run.trainer.target_val_loss,
+                            finished=finished, stopped=None if finished else stop or "stopped before trainer.max_steps",
+                            **extra)
     log.info(closing_line(summary, run_dir))
     if summary["finished"]:
-        print_sample(module, run, dm)
+        print_sample(module, run, dm, run_dir)
     return summary
+
+
+def reached(trainer, target: float | None) -> bool:
+    """Whether the run stopped because its last validation reached trainer.target_val_loss."""
+    loss = trainer.callback_metrics.get("val/loss")
+    return target is not None and loss is not None and float(loss) <= target
 
 
 def closing_line(summary: dict, run_dir: Path) -> str:
@@ -254,8 +280,11 @@ def closing_line(summary: dict, run_dir: Path) -> str:
                 f"python -m gptlab.train resume={run_dir}")
     if loss is None:  # eval_at_start=false and a run whose only validation failed to log: nothing to report
         return f"no validation ran; {where}"
+    t = summary.get("target") or {}
+    hit = (f"; reached trainer.target_val_loss={t['loss']:g} after {t['tokens']:,.0f} tokens"
+           + (f", {t['wall_s']:.1f} s" if t.get("wall_s") is not None else "") if t.get("reached") else "")
     return (f"val after training (step {step}): loss {loss:.4f}, ppl {summary['final_val_ppl']:.1f} (best "
-            f"{summary['best_val_loss']:.4f} at step {summary['best_val_step']}); {where}")
+            f"{summary['best_val_loss']:.4f} at step {summary['best_val_step']}){hit}; {where}")
 
 
 def branch_record(run: RunConfig) -> dict:
@@ -267,7 +296,7 @@ def branch_record(run: RunConfig) -> dict:
             "shape": s.decay, "min_lr_ratio": s.min_lr_ratio}
 
 
-def print_sample(module, run: RunConfig, dm) -> None:
+def print_sample(module, run: RunConfig, dm, run_dir: Path) -> None:
     """A short sample from the trained model: from sample.prompt, or (null) from the first sample.prompt_tokens tokens
     of the val split, so the prompt fits whatever data the run trained on."""
     from gptlab.data.tokenizer import get_tokenizer
@@ -275,6 +304,9 @@ def print_sample(module, run: RunConfig, dm) -> None:
     if not s.max_new_tokens:
         return
     model = module.model.eval()
+    if getattr(module, "_device_mesh", None) is not None:  # sharded: the other ranks are done, so sample the
+        from gptlab.model.checkpoint import load_checkpoint  # consolidated checkpoint, which holds the last step
+        model = load_checkpoint(run_dir / "checkpoints" / "last.ckpt", module.device)[0].eval()
     ids = dm.val_start(s.prompt_tokens) if s.prompt is None else enc.encode_ordinary(s.prompt)
     idx = torch.tensor([ids or [enc.eot_token]], device=module.device)
     gen = torch.Generator(device=module.device).manual_seed(run.seed)

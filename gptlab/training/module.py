@@ -88,7 +88,9 @@ class GPTModule(L.LightningModule):
             self._loss_sum = loss.detach() if self._loss_sum is None else self._loss_sum + loss.detach()
         self._micro += 1
         if self._micro % accum == 0 and self._loss_sum is not None:  # the last micro batch of a logged step
-            self.log("train/loss", self._loss_sum / accum)  # no prog_bar: Lightning would read it every batch
+            # the mean over every rank's micro batches (one all-reduce per logged step), so a row means the same on 1
+            # process or N; no prog_bar: Lightning would read it every batch
+            self.log("train/loss", self._loss_sum / accum, sync_dist=True)
             self.log("lr", self.lr_schedulers().get_last_lr()[0])
             self.log("tokens", float((self.global_step + 1) * self.tokens_per_step))
             self._loss_sum = None
@@ -113,6 +115,17 @@ class GPTModule(L.LightningModule):
         self.log("tokens", float(self.global_step * self.tokens_per_step))
         self.log("val/tokens", count.float())  # what was scored (fewer than data.val_tokens on a short split)
 
+    def on_load_checkpoint(self, checkpoint):
+        """A resume on another number of ranks keeps the global batch with another accumulation: Lightning's count of
+        micro batches, which places the validations, is restated in the new one (read before the loops restore)."""
+        restate_micro_batches(checkpoint, self.trainer.accumulate_grad_batches)
+
+    def configure_model(self):
+        """Under trainer.strategy=fsdp, shard the GPT across the ranks (gptlab/training/sharding.py)."""
+        if getattr(self, "_device_mesh", None) is not None:
+            from gptlab.training.sharding import shard
+            shard(self.model, self._device_mesh["data_parallel"])
+
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
         """Clip by global norm here under bf16-mixed: Lightning refuses to clip a fused AdamW under any mixed
         precision, because of fp16's loss scaler, which bf16 does not have (and 16-mixed turns fusing off)."""
@@ -129,3 +142,16 @@ class GPTModule(L.LightningModule):
         opt = build_optimizer(self.optim_spec, self.model, loss_scaler=scaler)
         sched = lr_scheduler(opt, self.schedule, self.max_steps)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}
+
+
+def restate_micro_batches(checkpoint: dict, accumulation: int) -> None:
+    """Shift the fit loop's batch counters by the micro batches the saved steps would have taken at `accumulation`.
+    Saves happen at optimizer-step boundaries, so the saved count is steps x the accumulation then (one epoch)."""
+    progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_loop.batch_progress")
+    steps = checkpoint.get("global_step", 0)
+    if not progress or not steps or progress["total"] != progress["current"] or progress["total"]["ready"] % steps:
+        return
+    shift = steps * (accumulation - progress["total"]["ready"] // steps)
+    for counts in (progress["total"], progress["current"]):
+        for key in counts:
+            counts[key] += shift
