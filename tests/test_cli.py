@@ -239,11 +239,12 @@ def test_eval_and_train_refusals_share_exit_codes_with_every_entry_point():
 
 
 @pytest.mark.parametrize("name", ["sample", "eval", "generations"])
-def test_a_damaged_checkpoint_is_refused_with_exit_2_in_every_entry_point(tmp_path, name):
+def test_a_damaged_checkpoint_is_refused_with_exit_2_in_every_entry_point(tmp_path, tiny_data, name):
     """As resume= refuses a damaged last.ckpt (tests/test_bad_input.py): an input, refused before any work."""
     bad = tmp_path / "bad.ckpt"
     bad.write_bytes(b"PK\x03\x04 truncated")
-    code, _, err = entry(name, f"models=[{bad}]" if name == "generations" else f"model={bad}")
+    data = ["data=text", "data.name=tiny", f"paths.data_dir={tiny_data}"] if name == "eval" else []  # eval's val set
+    code, _, err = entry(name, f"models=[{bad}]" if name == "generations" else f"model={bad}", *data)
     assert code == 2 and one_line(err) == f"error: {bad}: damaged or truncated (14 bytes), or not a torch " \
         "checkpoint; use another checkpoint (a run keeps last.ckpt and best.ckpt) or train again"
 

@@ -185,7 +185,7 @@ def test_sigkill_and_resume_equals_an_uninterrupted_run(tiny_data, tmp_path):
     a, b = ckpt(ref / "checkpoints" / "last.ckpt"), ckpt(ckpts / "last.ckpt")
     assert a["global_step"] == b["global_step"] == 30
     dm = next(k for k in a if k.endswith("TokenDataModule"))
-    assert a[dm] == b[dm] == {"train_batches": 30 * ACCUM}
+    assert a[dm] == b[dm] == {"train_batches": 30 * ACCUM, "global_batches": 30 * ACCUM}  # one process
     for k, v in a["state_dict"].items():
         assert torch.equal(b["state_dict"][k], v), f"{k} differs {note}"
     for i, st in a["optimizer_states"][0]["state"].items():

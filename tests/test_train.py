@@ -168,7 +168,7 @@ def test_resume_continues_like_an_uninterrupted_run(tiny_data, short_run, tmp_pa
     a, b = state(full), state(part)
     assert b["global_step"] == 30
     dm = [k for k in a if k.endswith("TokenDataModule")][0]
-    assert a[dm] == b[dm] == {"train_batches": 30}  # same data position: 30 batches, none repeated or skipped
+    assert a[dm] == b[dm] == {"train_batches": 30, "global_batches": 30}  # same data position: none repeated or skipped
     for k, v in a["state_dict"].items():
         torch.testing.assert_close(b["state_dict"][k], v, atol=1e-5, rtol=1e-4)
     val_a = {r["tokens"]: float(r["val/loss"]) for r in rows(full) if r["val/loss"]}
