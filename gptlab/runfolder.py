@@ -45,6 +45,16 @@ def resume_paths(resume: str | None, run_dir: str) -> tuple[Path, Path | None]:
     return (p if p.is_dir() else ckpt.parent.parent), ckpt
 
 
+def flat(node, prefix: str = "") -> dict:
+    """A nested config dict as {dotted key: leaf}: how run configs are compared (resume, requeue, report arms)."""
+    if not isinstance(node, dict):
+        return {prefix.rstrip("."): node}
+    out = {}
+    for k, v in node.items():
+        out.update(flat(v, f"{prefix}{k}."))
+    return out
+
+
 def label(overrides: list[str]) -> str:
     """Overrides as a run's name: 'model.n_layer=4 model.n_embd=128' -> 'n_layer=4 n_embd=128' (keys shortened to
     their last part where that stays unambiguous). W&B names and the report's legends both use it."""

@@ -15,7 +15,7 @@ import math
 
 from gptlab.analysis.runs import ReportError
 from gptlab.analysis.stats import difference, holm, summarize
-from gptlab.runfolder import label
+from gptlab.runfolder import flat, label
 
 UNPAIRED = ("seed", "optim.lr")  # the keys an arm's runs may differ by
 # config keys that say where and how fast a run ran, or what it printed, not what it computed
@@ -31,22 +31,13 @@ def _key(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+~")
 
 
-def _flat(node, prefix: str = "") -> dict:
-    if isinstance(node, dict):
-        out = {}
-        for k, v in node.items():
-            out.update(_flat(v, f"{prefix}{k}."))
-        return out
-    return {prefix[:-1]: node}
-
-
 def _counts(key: str) -> bool:
     return not any(key == k or key.startswith(k + ".") for k in NOT_THE_ARM)
 
 
 def arm_config(run: dict) -> dict:
     """The run's resolved config as flat key: value pairs, less the seed, the rate and how it ran."""
-    return {k: v for k, v in _flat(run.get("config") or {}).items() if _counts(k)}
+    return {k: v for k, v in flat(run.get("config") or {}).items() if _counts(k)}
 
 
 def arm_overrides(run: dict) -> tuple[str, ...]:

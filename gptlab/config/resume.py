@@ -38,6 +38,12 @@ def drill(cfg: DictConfig, key: str) -> bool:
     return parts[0] == "callbacks" and str(target).startswith("gptlab.training.drills.")
 
 
+def may_change(key: str, saved: DictConfig | None = None) -> bool:
+    """Whether a resume, or a requeued job, may change `key`: a SAFE key (or one inside it), the resume's own
+    bookkeeping, or a fault drill's setting in the saved config."""
+    return any(key == s or key.startswith(s + ".") for s in SAFE + IGNORED) or (saved is not None and drill(saved, key))
+
+
 def _value(cfg: DictConfig, key: str):
     v = OmegaConf.select(cfg, key, default=None)
     return OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
@@ -54,7 +60,7 @@ def resumed_config(composed: DictConfig, saved: DictConfig, keys: list[str]) -> 
         old, new = _value(saved, key), _value(composed, key)
         if old == new:
             continue
-        if key not in SAFE and not drill(saved, key):
+        if not may_change(key, saved):
             raise ConfigError(f"{key} cannot change on a resume: the run was trained with {old!r}, given {new!r}; "
                               f"a resume may change only {', '.join(SAFE)}")
         if key == "trainer.strategy" and "fsdp" in (old, new):

@@ -199,21 +199,12 @@ def recipe(run: RunConfig) -> str:
 NOT_THE_RUN = ("resume", "choices", "sweep", "name", "arm", "derived", "paths.run_dir")  # bookkeeping, not the run
 
 
-def flat(node, prefix: str = "") -> dict:
-    """A nested dict as {dotted key: leaf}."""
-    if not isinstance(node, dict):
-        return {prefix.rstrip("."): node}
-    out = {}
-    for k, v in node.items():
-        out.update(flat(v, f"{prefix}{k}."))
-    return out
-
-
 def differences(saved: dict, given: dict) -> list[str]:
     """'key: saved -> given' for every key that differs, but for bookkeeping and what a resume may change."""
-    from gptlab.config.resume import SAFE
+    from gptlab.config.resume import may_change
+    from gptlab.runfolder import flat
     a, b = flat(saved), flat(given)
-    keep = lambda k: not any(k == s or k.startswith(s + ".") for s in NOT_THE_RUN + SAFE)  # noqa: E731
+    keep = lambda k: not any(k == s or k.startswith(s + ".") for s in NOT_THE_RUN) and not may_change(k)  # noqa: E731
     return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if keep(k) and a.get(k) != b.get(k)]
 
 

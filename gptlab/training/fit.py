@@ -249,10 +249,11 @@ class Outcome:
 def finish(run: RunConfig, trainer, module, dm, run_dir: Path, n_params: int, wall: float, stop) -> dict:
     """summary.json, the closing line and (for a finished run) the end-of-run sample; returns the summary."""
     extra = {"cooldown": branch_record(run)} if run.branch else {}
-    last = run_dir / "checkpoints" / "last.ckpt"  # ddp_spawn's parent never stepped: its workers' checkpoint did
-    steps = trainer.global_step or (checkpoint_step(last) if last.is_file() else 0)
-    if not trainer.global_step and last.is_file():  # and it says why they stopped (LastCheckpoint.on_save_checkpoint)
-        stop = stop or read_checkpoint(last).get("stopped")
+    steps = trainer.global_step
+    last = run_dir / "checkpoints" / "last.ckpt"  # ddp_spawn's parent never stepped: its workers' checkpoint did,
+    if not steps and last.is_file():  # and it says why they stopped (LastCheckpoint.on_save_checkpoint)
+        ckpt = read_checkpoint(last)
+        steps, stop = ckpt.get("global_step") or 0, stop or ckpt.get("stopped")
     finished = steps >= run.trainer.max_steps or reached(trainer, run.trainer.target_val_loss)
     summary = write_summary(run_dir, params=n_params, tokens_per_step=run.derived.tokens_per_step, steps=steps,
                             wall_time_s=wall, model=asdict(run.model), target=run.trainer.target_val_loss,

@@ -135,16 +135,16 @@ def wandb_finish(summary: dict | None) -> None:
                                                          "final_val_step", "final_val_ppl", "final_val_loss_a",
                                                          "final_val_loss_b", "tokens", "params", "finished")
                             if k in summary})
-        run.summary.update(flat(summary.get("plateau_extrapolated"), "plateau"))
+        run.summary.update(summary_keys(summary.get("plateau_extrapolated"), "plateau"))
         if summary.get("cooldown"):
-            run.summary.update(flat(summary["cooldown"], "cooldown"))
+            run.summary.update(summary_keys(summary["cooldown"], "cooldown"))
     offline, folder = run.settings.mode == "offline" or run.offline, Path(run.dir).parent
     wandb.finish()
     if offline:
         log.info(f"W&B: written offline; upload it with: wandb sync {folder}")
 
 
-def flat(value, prefix: str) -> dict:
+def summary_keys(value, prefix: str) -> dict:
     """A summary entry as W&B summary keys: {'plateau/L_inf': ...}, or {'plateau': 'refused: ...'} for a string."""
     if isinstance(value, dict):
         return {f"{prefix}/{k}": v for k, v in value.items()}
