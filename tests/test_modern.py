@@ -91,6 +91,8 @@ def test_softcap_caps_every_logit_and_the_chunked_loss_and_its_gradient_agree():
     torch.testing.assert_close(chunked, plain)
     torch.testing.assert_close(h.grad, gh, atol=1e-6, rtol=1e-4)
     torch.testing.assert_close(w.grad, gw, atol=1e-6, rtol=1e-4)
+    with torch.no_grad():  # evaluation's path (no gradient work) caps the logits too
+        torch.testing.assert_close(chunked_cross_entropy(h, w, x.flatten(), chunk=7, softcap=5.0), plain.detach())
 
 
 def test_an_untied_head_and_zero_initialised_projections():
