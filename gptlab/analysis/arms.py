@@ -15,6 +15,7 @@ import math
 
 from gptlab.analysis.runs import ReportError
 from gptlab.analysis.stats import difference, holm, summarize
+from gptlab.config.checks import within
 from gptlab.runfolder import flat, label
 
 UNPAIRED = ("seed", "optim.lr")  # the keys an arm's runs may differ by
@@ -32,7 +33,7 @@ def _key(override: str) -> str:
 
 
 def _counts(key: str) -> bool:
-    return not any(key == k or key.startswith(k + ".") for k in NOT_THE_ARM)
+    return not within(key, NOT_THE_ARM)
 
 
 def arm_config(run: dict) -> dict:

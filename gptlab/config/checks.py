@@ -22,6 +22,11 @@ def require(ok: bool, msg: str) -> None:
         raise ConfigError(msg)
 
 
+def within(key: str, prefixes) -> bool:
+    """Whether the dotted `key` is one of `prefixes` or lies inside one ('trainer.devices' is within 'trainer')."""
+    return any(key == p or key.startswith(p + ".") for p in prefixes)
+
+
 def must(ok: bool, key: str, what: str, value) -> None:
     """ConfigError "<key> must be <what>, got <value>" unless ok (a schema's check names its own key; the builder
     puts the group in front: model.n_layer)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf
 
-from gptlab.config.checks import ConfigError
+from gptlab.config.checks import ConfigError, within
 
 SAFE = ("trainer.max_steps", "trainer.stop_after", "trainer.ckpt_every_minutes", "trainer.devices",
         "trainer.num_nodes", "trainer.strategy", "trainer.threads", "trainer.accelerator", "device",
@@ -41,7 +41,7 @@ def drill(cfg: DictConfig, key: str) -> bool:
 def may_change(key: str, saved: DictConfig | None = None) -> bool:
     """Whether a resume, or a requeued job, may change `key`: a SAFE key (or one inside it), the resume's own
     bookkeeping, or a fault drill's setting in the saved config."""
-    return any(key == s or key.startswith(s + ".") for s in SAFE + IGNORED) or (saved is not None and drill(saved, key))
+    return within(key, SAFE + IGNORED) or (saved is not None and drill(saved, key))
 
 
 def _value(cfg: DictConfig, key: str):

@@ -33,7 +33,7 @@ def _nll_and_grads(h, w, targets, chunk: int, need_grad: bool, row_nll: torch.Te
     if mm == torch.float16:  # fp16 would flush the softmax/N gradients to zero (GradScaler scales only later)
         mm = torch.float32
     wm = w.to(mm)  # cast once, not per chunk
-    wz = wm / softcap if softcap else None  # z / c from the matmul itself: one pass fewer over the logits
+    wz = wm / softcap if softcap else wm  # softcap: z / c from the matmul itself, one pass fewer over the logits
     grad_h = torch.empty_like(h) if need_grad else None
     grad_w = torch.zeros_like(w, dtype=torch.float32) if need_grad else None
     total = torch.zeros((), dtype=torch.float32, device=h.device)
@@ -43,7 +43,7 @@ def _nll_and_grads(h, w, targets, chunk: int, need_grad: bool, row_nll: torch.Te
         for s in range(0, h.size(0), chunk):
             hs, ts, vs = h[s:s + chunk].to(mm), targets[s:s + chunk].clamp(min=0), valid[s:s + chunk]
             r = rows[:hs.size(0)]
-            logits = (hs @ (wz if softcap else wm).T).float()
+            logits = (hs @ wz.T).float()
             if softcap:  # logits = c tanh(z / c); dlogits/dz = 1 - tanh^2, one fused pass (addcmul)
                 t = logits.tanh_()
                 slope = torch.addcmul(ones, t, t, value=-1) if need_grad else None

@@ -201,10 +201,11 @@ NOT_THE_RUN = ("resume", "choices", "sweep", "name", "arm", "derived", "paths.ru
 
 def differences(saved: dict, given: dict) -> list[str]:
     """'key: saved -> given' for every key that differs, but for bookkeeping and what a resume may change."""
+    from gptlab.config.checks import within
     from gptlab.config.resume import may_change
     from gptlab.runfolder import flat
     a, b = flat(saved), flat(given)
-    keep = lambda k: not any(k == s or k.startswith(s + ".") for s in NOT_THE_RUN) and not may_change(k)  # noqa: E731
+    keep = lambda k: not within(k, NOT_THE_RUN) and not may_change(k)  # noqa: E731
     return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if keep(k) and a.get(k) != b.get(k)]
 
 
