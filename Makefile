@@ -1,6 +1,6 @@
 # make train   set up, prepare Shakespeare if missing, train the tiny default model on CPU (a few minutes)
 # make test    set up, then the test suite (slow end-to-end tests included; make test-fast skips them)
-# make lint    ruff over the package, the tests and the benchmarks (pyproject.toml [tool.ruff])
+# make lint    ruff over the package, the tests, the benchmarks and the studies (pyproject.toml [tool.ruff])
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
@@ -29,7 +29,7 @@ test-fast: setup
 	$(PY) -m pytest -q -m "not slow" $(ARGS)
 
 lint: setup
-	$(VENV)/bin/ruff check gptlab tests benchmarks
+	$(VENV)/bin/ruff check gptlab tests benchmarks experiments
 
 clean:
 	rm -rf $(VENV) runs outputs multirun

@@ -121,7 +121,13 @@ def find_baseline(arms: list[dict], baseline: str | None) -> int:
 
 def compare_arms(runs: list[dict], baseline: str | None = None) -> dict:
     """Arms, their summaries and one test of each arm against the baseline, Holm-adjusted: the report's verdicts."""
-    arms = group_arms(runs)
+    study = next((r.get("baseline") for r in runs if r.get("baseline")), None)
+    return compare(group_arms(runs), baseline, study)
+
+
+def compare(arms: list[dict], baseline: str | None = None, study: str | None = None) -> dict:
+    """compare_arms on arms already grouped ({label, overrides, config, runs, by_lr}); `study` is the baseline the
+    runs' config names, used when none is given."""
     for a in arms:
         a["selection"] = select_lr(a)
     tuned = any(a["selection"] for a in arms)
@@ -132,7 +138,6 @@ def compare_arms(runs: list[dict], baseline: str | None = None) -> dict:
             raise ReportError(f"arm {a['label']}: a run has no {metric}; rerun it (it predates val halves)")
         a["summary"] = summarize(list(a["values"].values()))
     base = find_baseline(arms, baseline) if arms else 0  # one given on the command line must match an arm
-    study = next((r.get("baseline") for r in runs if r.get("baseline")), None)
     if baseline is None and study and arms:
         try:
             base = find_baseline(arms, study)

@@ -92,13 +92,20 @@ def arms_section(result: dict) -> str:
     return "\n".join(parts)
 
 
+def selection_json(sel: dict | None) -> dict | None:
+    """The rate selection as plain data: the mean losses by rate keyed by the rate as text (JSON keys are text)."""
+    if not sel:
+        return None
+    return {k: ({f"{lr:g}": x for lr, x in v.items()} if k.startswith("by_lr") else v) for k, v in sel.items()}
+
+
 def arms_json(result: dict) -> dict:
     """Plain data for report.json: every arm's numbers and every verdict with its statistics."""
     m = len(result["comparisons"])
     arms = [{"label": a["label"], "overrides": list(a["overrides"]),
              "values": {str(k): v for k, v in a["values"].items()},
              **a["summary"].as_dict(),
-             "selection": {k: v for k, v in (a.get("selection") or {}).items() if not k.startswith("by_lr")} or None,
+             "selection": selection_json(a.get("selection")),
              "runs": [r["dir"] for r in a["runs"]]} for a in result["arms"]]
     verdicts = [{"arm": t["arm"], "baseline": t["baseline"], **t["difference"].as_dict(),
                  "p_holm": t["p_holm"] if math.isfinite(t["p_holm"]) else None,
