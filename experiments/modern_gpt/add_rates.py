@@ -22,7 +22,7 @@ import json
 import math
 from pathlib import Path
 
-from gptlab.analysis.arms import arm_overrides, compare
+from gptlab.analysis.arms import arm_overrides, by_lr, compare, defines_arm, override_key
 from gptlab.analysis.multipliers import multiplier, section, seed_runs
 from gptlab.analysis.plots import tokens_to_loss_png
 from gptlab.analysis.runs import find_run_dirs, load_run
@@ -33,7 +33,6 @@ from gptlab.errors import Refused, UserError
 from gptlab.fs import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 HERE = Path(__file__).resolve().parent
-HOW_IT_RAN = ("trainer.threads",)  # overrides that change the speed of a run, not what it computes
 
 
 def archived_arms(report: dict) -> list[dict]:
@@ -49,7 +48,9 @@ def archived_arms(report: dict) -> list[dict]:
 
 
 def arm_words(run: dict) -> frozenset:
-    return frozenset(o for o in arm_overrides(run) if o.split("=", 1)[0] not in HOW_IT_RAN)
+    """The run's arm-defining overrides, less those that say how it ran (trainer.threads=1): the archived arms'
+    overrides, which were grouped by config, carry none."""
+    return frozenset(o for o in arm_overrides(run) if defines_arm(override_key(o)))
 
 
 def add_runs(arms: list[dict], paths: list[str]) -> list[dict]:
@@ -77,9 +78,7 @@ def add_runs(arms: list[dict], paths: list[str]) -> list[dict]:
                        "final_point_new": list(run["curve"][-1]) if run["curve"] else None,
                        "equal": all(twin.get(k) == run.get(k) for k in ("final_val_loss", "final_val_loss_b"))})
     for a in arms:
-        a["by_lr"] = {}
-        for r in a["runs"]:
-            a["by_lr"].setdefault(r.get("lr"), []).append(r)
+        a["by_lr"] = by_lr(a["runs"])
     return checks
 
 

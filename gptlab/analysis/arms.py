@@ -28,22 +28,24 @@ NOT_THE_ARM = UNPAIRED + ("paths", "logger", "hydra", "callbacks", "sample", "st
                           "derived", "resume_step", "changes")  # the last six: what a run records about itself
 
 
-def _key(override: str) -> str:
+def override_key(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+~")
 
 
-def _counts(key: str) -> bool:
+def defines_arm(key: str) -> bool:
+    """Whether a config key (or an override's key) is part of what an arm is, not its seed, rate or how it ran."""
     return not within(key, NOT_THE_ARM)
 
 
 def arm_config(run: dict) -> dict:
     """The run's resolved config as flat key: value pairs, less the seed, the rate and how it ran."""
-    return {k: v for k, v in flat(run.get("config") or {}).items() if _counts(k)}
+    return {k: v for k, v in flat(run.get("config") or {}).items() if defines_arm(k)}
 
 
 def arm_overrides(run: dict) -> tuple[str, ...]:
     """The run's command-line overrides that define its arm: all but the seed, the rate and Hydra's own."""
-    return tuple(o for o in run.get("overrides") or [] if _key(o) not in UNPAIRED and not _key(o).startswith("hydra"))
+    keys = ((o, override_key(o)) for o in run.get("overrides") or [])
+    return tuple(o for o, k in keys if k not in UNPAIRED and not k.startswith("hydra"))
 
 
 def group_arms(runs: list[dict]) -> list[dict]:
@@ -65,9 +67,15 @@ def group_arms(runs: list[dict]) -> list[dict]:
         words = [o for o in a["overrides"] if o not in shared] if by_overrides else \
             [f"{k}={a['config'].get(k)}" for k in differ]
         a["label"] = label(words) or "all runs"
-        a["by_lr"] = {}
-        for r in a["runs"]:
-            a["by_lr"].setdefault(r.get("lr"), []).append(r)
+        a["by_lr"] = by_lr(a["runs"])
+    return out
+
+
+def by_lr(runs: list[dict]) -> dict:
+    """{learning rate: the runs at it}, in first-seen order."""
+    out: dict = {}
+    for r in runs:
+        out.setdefault(r.get("lr"), []).append(r)
     return out
 
 
