@@ -8,8 +8,28 @@ The public API is GPT, GPTConfig and load_model; they load lazily, so `import gp
 """
 from __future__ import annotations
 
+import sys
+
 __version__ = "0.2.0"
 __all__ = ["GPT", "GPTConfig", "load_model", "__version__"]
+
+DEPENDENCIES = ("omegaconf", "hydra", "torch", "lightning", "tiktoken", "numpy")  # what the entry points import
+
+
+def _dependencies_or_exit() -> None:
+    """`python -m gptlab.<entry>` run by a Python without gptlab's dependencies (the virtualenv not active): one line
+    that says how to activate or make it, exit 2 (gptlab/cli.py's codes), instead of an import traceback."""
+    from importlib.util import find_spec
+    missing = [name for name in DEPENDENCIES if find_spec(name) is None]  # found, not imported: milliseconds
+    if missing:
+        print(f"error: this Python ({sys.executable}) cannot import {missing[0]}, which gptlab needs: activate the "
+              "project's virtualenv (source .venv/bin/activate, or run .venv/bin/python -m ...), or set it up first "
+              "with make setup (make train also prepares Shakespeare and trains)", file=sys.stderr)
+        sys.exit(2)
+
+
+if sys.argv[:1] == ["-m"]:  # python -m gptlab.<entry>: Python sets argv[0] to '-m' while it imports the package
+    _dependencies_or_exit()
 
 
 def __getattr__(name: str):

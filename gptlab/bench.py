@@ -7,13 +7,14 @@ KV cache. Prints a table and writes JSON.
     python -m gptlab.bench model=30m measure=[lightning,bare] generate.repeats=0   # no nanoGPT reference, no sampling
     python -m gptlab.bench model=gpt2 trainer.precision=bf16-mixed trainer.compile=true data.num_workers=2   # a GPU
     python -m gptlab.bench model=30m synthetic=true out=/tmp/bench.json   # random tokens: no prepared dataset needed
-    python -m gptlab.bench model=30m trainer.peak_flops=2.5e11            # MFU against a peak you state
+    python -m gptlab.bench model=30m peak_flops=2.5e11                    # MFU against a peak you know
     GPTLAB_JEMALLOC=0 python -m gptlab.bench model=30m         # glibc malloc instead of jemalloc (training/hardware.py)
     bash benchmarks/gpu.sh                                     # an NVIDIA GPU: 30m and gpt2, bf16 + compile, study ETA
     python -m gptlab.bench --help
 
 The paths and how they alternate: gptlab/speed/timing.py. MFU = tokens/s x model.flops_per_token(T) / peak
-(trainer.peak_flops, else gptlab.training.hardware.peak_flops). Loader share = time blocked fetching batches / round
+(peak_flops=, else trainer.peak_flops, else derived by gptlab.training.hardware.device_peak; the table says how); an
+MFU above 100% is refused, naming the peak, instead of printed. Loader share = time blocked fetching batches / round
 time. Peak memory: on CUDA per path (weights, optimizer state and the round's transient peak); on CPU the process's
 max RSS. The figures and the table: gptlab/speed/figures.py.
 """

@@ -4,21 +4,25 @@
     python -m gptlab.eval ctx=abc model=runs/x   # -> "error: ctx must be an integer >= 1 or null, got 'abc'", exit 2
 
 Exit codes, the same everywhere: 0 done; 2 refused before any work (a bad argument or config, a missing model,
-dataset or network); 1 a failure during the work; 130 interrupted. Errors print one line that says what was wrong
-and how to fix it, never a traceback for a user's mistake. Entry points give a `check(cfg)`, which refuses bad input
-before torch is imported, and a `work(checked)`. The Hydra config of entry point NAME is conf/NAME.yaml.
+dataset or network); 1 a failure during the work; 130 interrupted; 141 the reader of stdout went away (`| head`).
+Errors print one line, always beginning `error:`, that says what was wrong and how to fix it, never a traceback for a
+user's mistake. Entry points give a `check(cfg)`, which refuses bad input before torch is imported, and a
+`work(checked)`. The Hydra config of entry point NAME is conf/NAME.yaml.
 """
 from __future__ import annotations
 
+import math
+import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from gptlab.config.checks import ConfigError
-from gptlab.config.presets import CONF
+from gptlab.config.presets import CONF, options
 from gptlab.errors import Refused, UserError
 
 HYDRA_FLAGS = ("--cfg", "-c", "--resolve", "--package", "-p", "--info", "-i", "--config-path", "-cp",
@@ -39,10 +43,10 @@ class Entry:
 
 
 def fail(e: BaseException, code: int | None = None) -> None:
-    """Print `e` as one line and exit with its code."""
-    prefix = "config error" if type(e).__name__ == "ConfigError" else "error"
+    """Print `e` as one line, `error: ...` (a refusal and a failure alike: the exit code tells them apart), and exit
+    with its code."""
     text = " ".join(str(e).split()) or type(e).__name__
-    print(f"{prefix}: {text}", file=sys.stderr)
+    print(f"error: {text}", file=sys.stderr)
     sys.exit(code if code is not None else getattr(e, "exit_code", 1))
 
 
@@ -104,13 +108,14 @@ def given(cfg, key: str):
     return None if OmegaConf.is_missing(cfg, key) else cfg[key]
 
 
-def hydra_message(e: BaseException) -> str:
-    """Hydra's and OmegaConf's multi-line composition errors as one line."""
+def hydra_message(e: BaseException, typed: str | None = None) -> str:
+    """Hydra's and OmegaConf's multi-line composition errors as one line; `typed` is the value as the command line
+    wrote it, quoted in place of OmegaConf's reading of it."""
     from gptlab.config.checks import value_message
     e = e.__cause__ if getattr(e.__cause__, "full_key", None) else e  # Hydra's "Error merging override" wraps it
     key = getattr(e, "full_key", None)
     if key and hasattr(e, "msg") and "Value '" in e.msg:
-        return value_message(key, e.msg)
+        return value_message(key, e.msg, typed)
     if key and type(e).__name__ == "ConfigKeyError":
         return f"{key} is not a key (--help lists the keys)"
     text = str(e).split("Config search path:")[0]  # Hydra's search path says nothing the user can fix
@@ -125,7 +130,9 @@ def hydra_message(e: BaseException) -> str:
 
 def compose(name: str, overrides: list[str]):
     """conf/<name>.yaml with the overrides applied (Hydra's grammar); Refused with Hydra's message as one line. An
-    argument of a component its preset does not list gets Hydra's + in `overrides` itself (adds_argument)."""
+    argument of a component its preset does not list gets Hydra's + in `overrides` itself (adds_argument), and so
+    does a whole number typed as a float for an integer key (trainer.max_steps=1e3 -> 1000: integral_value). A
+    group's preset is checked by its name (model=tiny.yaml, model=30M: preset_message)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
@@ -133,18 +140,78 @@ def compose(name: str, overrides: list[str]):
         GlobalHydra.instance().clear()
         try:
             with initialize_config_dir(str(CONF), version_base="1.3"):
-                return hydra_compose(name, overrides, return_hydra_config=True)
+                cfg = hydra_compose(name, overrides, return_hydra_config=True)
         except Exception as e:  # omegaconf and hydra errors: a bad key, value or group option
             unknown = re.match(r"Could not override '([^']+)'", str(e))
             if unknown and adds_argument(overrides, unknown.group(1)):
                 continue  # a component's argument its preset does not list: added, checked when it is built
             if unknown:
                 raise Refused(unknown_key_message(name, overrides, unknown.group(1))) from None
-            raise (ConfigError if getattr(e.__cause__, "full_key", None) else Refused)(hydra_message(e)) from None
+            missing = re.search(r"Could not find '([^'/]+)/([^']+)'", str(e))
+            if missing and (msg := preset_message(missing.group(1), missing.group(2))):
+                raise Refused(msg) from None
+            if integral_value(overrides, e):
+                continue  # trainer.max_steps=1e3: the integer it is
+            raise (ConfigError if getattr(e.__cause__, "full_key", None) else Refused)(
+                hydra_message(e, typed_value(overrides, e))) from None
+        for group, choice in cfg.hydra.runtime.choices.items():  # what Hydra took as a preset (model=tiny.yaml)
+            if isinstance(choice, str) and (msg := preset_message(group, choice)):
+                raise Refused(msg)
+        return cfg
 
 
 # keys that may be added: the arguments of what a component builds, and a recipe's tuned rates (recipe.lr.muon)
 COMPONENTS = ("optim.", "sched.", "logger.", "callbacks.", "data.source_args.", "recipe.")
+
+
+def preset_message(group: str, value: str) -> str | None:
+    """The refusal of `group=value` when value is not one of conf/<group>/'s presets but names one by its file
+    (tiny.yaml, conf/model/tiny.yaml), its case (30M) or a near miss: 'did you mean model=tiny?'. None when value is
+    a preset, or when nothing is close (Hydra's own message lists the options)."""
+    import difflib
+    from pathlib import PurePosixPath
+    if group.startswith("hydra") or not (CONF / group).is_dir():
+        return None
+    names = options(group)
+    if value in names:
+        return None
+    stem = PurePosixPath(value).name.removesuffix(".yaml").removesuffix(".yml")
+    close = [n for n in names if n.lower() == stem.lower()] or difflib.get_close_matches(stem, names, n=1, cutoff=0.6)
+    if not close:
+        return None
+    why = "a preset is named without its folder or .yaml" if stem != value else "no such preset"
+    return (f"{group}={value}: {why}; did you mean {group}={close[0]}? (presets in conf/{group}: "
+            f"{', '.join(names)})")
+
+
+def override_at(overrides: list[str], key: str) -> int | None:
+    """The index of the override that sets `key` (with or without Hydra's + or ++), or None."""
+    return next((i for i, o in enumerate(overrides) if o.split("=", 1)[0].lstrip("+") == key), None)
+
+
+def typed_value(overrides: list[str], e: BaseException) -> str | None:
+    """What the command line typed for the key OmegaConf refused (1e-3, not its 0.001)."""
+    key = getattr(e.__cause__, "full_key", None) or getattr(e, "full_key", None)
+    i = override_at(overrides, key) if key else None
+    return None if i is None else overrides[i].split("=", 1)[1]
+
+
+def integral_value(overrides: list[str], e: BaseException) -> bool:
+    """An integer key given a float that is a whole number (trainer.max_steps=1e3, 1.5e3, 64.0): rewritten in place
+    to the integer (1000) for the compose to try again; False for anything else."""
+    cause = e.__cause__ if getattr(e.__cause__, "full_key", None) else e
+    key, text = getattr(cause, "full_key", None), typed_value(overrides, e)
+    if not key or text is None or "to Integer" not in str(getattr(cause, "msg", "")):
+        return False
+    try:
+        number = float(text)
+    except ValueError:
+        return False
+    if not (math.isfinite(number) and number.is_integer()):
+        return False
+    i = override_at(overrides, key)
+    overrides[i] = f"{overrides[i].split('=', 1)[0]}={int(number)}"
+    return True
 
 
 def adds_argument(overrides: list[str], key: str) -> bool:
@@ -191,18 +258,37 @@ def one_line_warnings() -> None:
     warnings.formatwarning = lambda message, *args, **kwargs: f"warning: {' '.join(str(message).split())}\n"
 
 
+PIPE_CLOSED = 141  # the reader of stdout went away (`| head -1`): the shell's code for a process ended by SIGPIPE
+
+
+@contextmanager
+def closed_pipe_is_quiet() -> Iterator[None]:
+    """A reader of stdout that went away (`python -m gptlab.sample ... | head -1`) ends the command quietly with exit
+    141, as a command killed by SIGPIPE does, instead of a BrokenPipeError traceback. Python's own recipe: stdout
+    pointed at devnull, so the flush at exit finds nowhere to fail."""
+    try:
+        try:
+            yield
+        finally:
+            sys.stdout.flush()  # inside: a print still buffered fails here, not at exit
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(PIPE_CLOSED)
+
+
 def run(entry: Entry, argv: list[str] | None = None) -> None:
     """The whole life of a non-Hydra-app entry point: --help, compose, check, work, exit codes."""
     argv = sys.argv[1:] if argv is None else argv
     one_line_warnings()
-    try:
-        if "--help" in argv or "-h" in argv:
-            print(help_text(entry, argv))
-            sys.exit(0)
-        cfg = compose(entry.name, rewrite(argv, entry))
-    except UserError as e:
-        fail(e, 2)
-    do(entry, cfg)
+    with closed_pipe_is_quiet():
+        try:
+            if "--help" in argv or "-h" in argv:
+                print(help_text(entry, argv))
+                sys.exit(0)
+            cfg = compose(entry.name, rewrite(argv, entry))
+        except UserError as e:
+            fail(e, 2)
+        do(entry, cfg)
 
 
 def do(entry: Entry, cfg, in_sweep: bool = False):
@@ -217,7 +303,8 @@ def do(entry: Entry, cfg, in_sweep: bool = False):
         forget_job_folder()
         fail(Refused(hydra_message(e)), 2)
     try:
-        return entry.work(checked)
+        with closed_pipe_is_quiet():
+            return entry.work(checked)
     except UserError as e:
         if in_sweep:
             print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
@@ -257,7 +344,8 @@ def run_app(entry: Entry, argv: list[str] | None = None, in_sweep: Callable[[], 
     one_line_warnings()
     try:
         if "--help" in argv or "-h" in argv:
-            print(help_text(entry, argv))
+            with closed_pipe_is_quiet():
+                print(help_text(entry, argv))
             sys.exit(0)
         overrides = rewrite(argv, entry)
         if not any(a in ("-m", "--multirun") for a in overrides) and not any(a.startswith("-") for a in overrides):

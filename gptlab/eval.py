@@ -94,15 +94,18 @@ def work(cfg) -> None:
 
 
 def beside_summary(res: dict, run: Path) -> str:
-    """This eval's loss beside the one the run recorded for the same weights (best.ckpt: best_val_loss)."""
-    from gptlab.runfolder import read_summary
+    """This eval's loss beside the one the run recorded for the same weights (best.ckpt: best_val_loss), and a line
+    when this machine differs from the one that measured it."""
+    from gptlab.machine import note
+    from gptlab.runfolder import read_machine, read_summary
     summary, path = read_summary(run), str(res.get("path") or "")
+    differs = note(summary.get("machine") or read_machine(run), "the machine the run measured on")
     key = "final_val_loss" if path.endswith("last.ckpt") else "best_val_loss"
     if summary.get(key) is None:
         return f"{run}: no {key} in summary.json to compare with"
     loss, want = res["perplexity"]["loss"], summary[key]
     return (f"{run}/summary.json {key} {want:.6f}, this eval {loss:.6f}: difference {loss - want:+.2e} "
-            f"({res['perplexity']['tokens']:,} tokens, ctx {res['ctx']})")
+            f"({res['perplexity']['tokens']:,} tokens, ctx {res['ctx']})" + (f"\n{differs}" if differs else ""))
 
 
 ENTRY = cli.Entry("eval", check, work, aliases={"model": "spec"}, lists=("tasks",))

@@ -29,7 +29,7 @@ def check(cfg):
     require(models, "models= is required: one or more run folders, .ckpt files or hf:<name>, e.g. "
             "models=[runs/a,hf:gpt2]")
     for spec in models + ([str(cfg.ref)] if cfg.ref else []):
-        msg = check_spec(spec)
+        msg = check_spec(spec, "models" if spec in models else "ref")
         require(msg is None, msg or "")
     p = str(cfg.prompts)
     require(p == "builtin" or p.startswith(("file:", "val:")),

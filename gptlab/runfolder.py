@@ -3,7 +3,8 @@
     python -c "from gptlab.runfolder import read_metrics; print(read_metrics('runs/2026-11-27/21-00-00')[-1])"
 
 <run>/config.yaml the resolved config; metrics.csv one row per logged step and per eval; summary.json the numbers a
-report needs; checkpoints/{last,best}.ckpt; wandb/. Writers (gptlab/training) and readers (eval, report) meet here.
+report needs; machine.json what the run started on; checkpoints/{last,best}.ckpt; wandb/. Writers (gptlab/training)
+and readers (eval, report) meet here.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 from gptlab.config.checks import ConfigError
 
 CONFIG, METRICS, SUMMARY = "config.yaml", "metrics.csv", "summary.json"
+MACHINE = "machine.json"  # the machine facts of the run's first invocation (gptlab/machine.py)
 RECORDS = (METRICS, SUMMARY, "checkpoints/last.ckpt", "checkpoints/best.ckpt")  # a run was here
 
 
@@ -32,6 +34,15 @@ def read_summary(run_dir) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def read_machine(run_dir) -> dict | None:
+    """machine.json: the facts of the machine a run started on; None for a run made before it was recorded."""
+    path = Path(run_dir) / MACHINE
+    try:
+        return json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, ValueError):
+        return None
+
+
 def resume_paths(resume: str | None, run_dir: str) -> tuple[Path, Path | None]:
     """(run folder to write into, checkpoint to resume from). Resuming a run folder continues in that folder."""
     if not resume:
@@ -40,6 +51,12 @@ def resume_paths(resume: str | None, run_dir: str) -> tuple[Path, Path | None]:
     ckpt = p / "checkpoints" / "last.ckpt" if p.is_dir() else p
     if not p.exists():
         raise ConfigError(f"resume={resume}: no such run folder or .ckpt file")
+    from gptlab.model.spec import may_be_checkpoint, sweep_message, sweep_runs  # no torch
+    if p.is_file() and not may_be_checkpoint(p):
+        raise ConfigError(f"resume={resume}: {resume} is not a run folder or a checkpoint; resume= takes a run folder "
+                          "(runs/last, runs/<date>/<time>) or a checkpoints/last.ckpt written by gptlab.train")
+    if sweep_runs(p):
+        raise ConfigError(f"resume={resume}: {sweep_message(Path(resume), 'resume')}")
     if not ckpt.is_file():
         raise ConfigError(f"resume={resume}: no checkpoint at {ckpt} (give a run folder or a .ckpt file)")
     return (p if p.is_dir() else ckpt.parent.parent), ckpt

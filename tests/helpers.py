@@ -94,3 +94,23 @@ def run_entry(entry, argv: list[str]) -> int:
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else 1
     return 0
+
+
+def train_here(args, data_root, run_dir):
+    """A fresh run of the tiny config trained in this process through the library's own fit (no subprocess, no
+    second compose): (its RunConfig, the fit's Outcome). For tests of records, clocks and reports."""
+    from omegaconf import OmegaConf
+
+    from gptlab.training.compose import compose_run
+    from gptlab.training.fit import fit
+    mine = {a.split("=")[0] for a in args}
+    cfg = composed("data=text", "data.name=tiny", *[t for t in TINY if t.split("=")[0] not in mine], *args)
+    OmegaConf.update(cfg, "paths.data_dir", str(data_root))
+    OmegaConf.update(cfg, "paths.log_dir", str(Path(run_dir).parent))
+    OmegaConf.update(cfg, "paths.run_dir", str(run_dir))
+    import torch
+    run, threads = compose_run(cfg)[0], torch.get_num_threads()
+    try:
+        return run, fit(run)
+    finally:
+        torch.set_num_threads(threads)  # fit sets trainer.threads for the process: the tests after it keep theirs

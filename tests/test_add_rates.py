@@ -1,5 +1,6 @@
 """experiments/modern_gpt/add_rates.py: archived arms (report.json's numbers only) joined by run folders at a new
-rate; the rate chosen on half a, the paired t against scipy, the multiplier read by hand, a repeated run as a check.
+rate; the rate chosen on half a, the paired t against scipy, the multiplier read by hand on half b, an archived
+full-curve multiplier not used where half b is due, a repeated run as a check.
 
     .venv/bin/python -m pytest tests/test_add_rates.py -q
 """
@@ -42,13 +43,16 @@ def archive(tmp: Path) -> Path:
     return path
 
 
-def run_folder(d: Path, words: list[str], seed: int, lr: float, a: float, b: float, curve) -> None:
+def run_folder(d: Path, words: list[str], seed: int, lr: float, a: float, b: float, curve, curve_b=None) -> None:
+    """A finished run folder; its val/loss_b column is curve_b's (at the same tokens), or b at every eval."""
     (d / ".hydra").mkdir(parents=True)
     (d / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(words + [f"seed={seed}", "trainer.threads=1"]))
     (d / "config.yaml").write_text(yaml.safe_dump({"seed": seed, "optim": {"lr": lr}, "data": {"block_size": 64}}))
     (d / "summary.json").write_text(json.dumps({"final_val_loss": curve[-1][1], "final_val_loss_a": a,
                                                 "final_val_loss_b": b, "tokens": curve[-1][0], "params": 10}))
-    (d / "metrics.csv").write_text("tokens,val/loss\n" + "".join(f"{t},{v}\n" for t, v in curve))
+    half_b = [v for _, v in curve_b] if curve_b else [b] * len(curve)
+    (d / "metrics.csv").write_text("tokens,val/loss,val/loss_b\n" + "".join(
+        f"{t},{v},{vb}\n" for (t, v), vb in zip(curve, half_b)))
 
 
 def test_a_new_rate_that_wins_on_half_a_is_chosen_tested_paired_and_its_multiplier_read_off_its_curve(tmp_path):
@@ -56,7 +60,10 @@ def test_a_new_rate_that_wins_on_half_a_is_chosen_tested_paired_and_its_multipli
     for seed in (1, 2, 3):
         target = BASE_B[seed] - 0.03  # the baseline's final full-val loss
         curve = [(0, 10.0), (400, target + 0.2), (600, target - 0.2), (1000, target - 0.4)]  # crosses at 500
-        run_folder(tmp_path / "new" / str(seed), ["modern=rope"], seed, 0.004, new_b[seed] - 0.2, new_b[seed], curve)
+        # half b crosses the baseline's final half-b loss at 400 + (0.15 / 0.2) x 200 = 550 tokens
+        curve_b = [(0, 10.0), (400, BASE_B[seed] + 0.15), (600, BASE_B[seed] - 0.05), (1000, new_b[seed])]
+        run_folder(tmp_path / "new" / str(seed), ["modern=rope"], seed, 0.004, new_b[seed] - 0.2, new_b[seed], curve,
+                   curve_b)
     run_folder(tmp_path / "new" / "twin", ["optim=adamw"], 1, 0.002, BASE_B[1] - 0.01, BASE_B[1],
                [(0, 10.0), (1000, BASE_B[1] - 0.03)])
     add_rates.main([str(tmp_path / "new"), "--archive", str(archive(tmp_path)), "--out", str(tmp_path / "out")])
@@ -71,14 +78,18 @@ def test_a_new_rate_that_wins_on_half_a_is_chosen_tested_paired_and_its_multipli
     assert v["diff"] == pytest.approx(np.mean([new_b[s] - BASE_B[s] for s in (1, 2, 3)]))
     assert v["p"] == pytest.approx(ref.pvalue) and v["p_holm"] == pytest.approx(ref.pvalue)
     (m,) = out["multipliers"]
-    assert m["from"] == "val curves" and m["ratios"] == pytest.approx([0.5, 0.5, 0.5])
+    # on half b (rope chose its rate there): 550 of the baseline's 1000 tokens; all of val would have said 500
+    assert m["from"] == "val curves" and m["half"] == "b" and m["ratios"] == pytest.approx([0.55, 0.55, 0.55])
+    assert "modern=rope reaches the baseline's loss on val half b with 0.55x" in \
+        (tmp_path / "out" / "rates.md").read_text()
     (c,) = out["checks"]
     assert c["equal"] and c["seed"] == 1 and c["lr"] == 0.002
     assert (tmp_path / "out" / "rates_tokens_to_loss.png").read_bytes()[:4] == b"\x89PNG"
     assert "lr 0.002, seed 1): half b 5.6 archived, 5.6 now: equal" in (tmp_path / "out" / "rates.md").read_text()
 
 
-def test_a_new_rate_that_loses_on_half_a_keeps_the_archived_rate_and_its_multiplier(tmp_path):
+def test_a_new_rate_that_loses_on_half_a_keeps_the_archived_rate_but_not_its_full_curve_multiplier(tmp_path):
+    """rope now has two rates, so its multiplier is due on half b; report.json's was read on all of val."""
     for seed in (1, 2, 3):
         run_folder(tmp_path / "new" / str(seed), ["modern=rope"], seed, 0.004, 6.0, 6.0, [(0, 10.0), (1000, 6.0)])
     run_folder(tmp_path / "unfinished", ["modern=rope"], 1, 0.008, 5.0, 5.0, [(0, 10.0), (1000, 5.0)])
@@ -90,7 +101,12 @@ def test_a_new_rate_that_loses_on_half_a_keeps_the_archived_rate_and_its_multipl
     assert rope["selection"]["grid"] == [0.002, 0.004] and rope["selection"]["chosen"] == 0.002
     assert rope["values"] == {str(s): pytest.approx(BASE_B[s] - 0.05) for s in (1, 2, 3)}
     (m,) = out["multipliers"]
-    assert m["from"] == "report.json" and m["ratios"] == OLD_RATIOS and m["p_holm"] == pytest.approx(0.04)
+    assert m["from"] == "report.json" and m["half"] == "b" and m["multiplier"] is None and m["p_holm"] is None
+    assert m["reason"].startswith("no val/loss_b curve") and m["archived_full"]["ratios"] == OLD_RATIOS
+    text = (tmp_path / "out" / "rates.md").read_text()
+    assert "modern=rope: no multiplier on val half b: no val/loss_b curve" in text
+    assert f"archived, read on all of val, which holds half a that chose a rate, so not used: " \
+           f"{m['archived_full']['multiplier']:.2f}x [0.70, 1.00]" in text
     assert out["checks"] == []
 
 
@@ -100,6 +116,10 @@ def test_a_repeat_that_differs_from_its_archived_run_is_reported_not_equal(tmp_p
     (c,) = json.loads((tmp_path / "out" / "rates.json").read_text())["checks"]
     assert not c["equal"] and c["final_val_loss_b_archived"] == 5.64 and c["final_val_loss_b_new"] == 5.61
     assert "NOT EQUAL" in (tmp_path / "out" / "rates.md").read_text()
+    # one rate for every arm: no rate was chosen on half a, so the archived full-curve multiplier stands
+    (m,) = json.loads((tmp_path / "out" / "rates.json").read_text())["multipliers"]
+    assert m["from"] == "report.json" and m["half"] == "full" and m["ratios"] == OLD_RATIOS
+    assert m["p_holm"] == pytest.approx(0.04)
 
 
 @pytest.mark.parametrize("args, says", [(["{tmp}/none"], "no such file or folder"),

@@ -256,17 +256,17 @@ def test_a_preset_requirement_is_not_lost_in_the_merge(bases):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["data.batch_size=abc"], "config error: data.batch_size must be an integer >= 1 or auto (micro batch), got 'abc'"),
-    (["trainer.log_every_n_steps=0"], "config error: trainer.log_every_n_steps must be an integer >= 1, got 0"),
-    (["seed=-1"], "config error: seed must be an integer >= 0 and <= 4294967295, got -1"),
-    (["optim.lr=inf"], "config error: optim.lr must be a finite number, got inf"),
-    (["data.block_size=0"], "config error: data.block_size must be an integer >= 1 or null, got 0"),
-    (["data.block_size=64"], "config error: data.block_size=64 must be between 1 and model.block_size=32"),
-    (["optim.lr=abc"], "config error: optim.lr must be a number, got 'abc'"),
-    (["resume=/no/such/run"], "config error: resume=/no/such/run: no such run folder or .ckpt file"),
-    (["experiment=finetune"], "config error: init must be set: experiment=finetune needs the weights to start from: "
+    (["data.batch_size=abc"], "error: data.batch_size must be an integer >= 1 or auto (micro batch), got 'abc'"),
+    (["trainer.log_every_n_steps=0"], "error: trainer.log_every_n_steps must be an integer >= 1, got 0"),
+    (["seed=-1"], "error: seed must be an integer >= 0 and <= 4294967295, got -1"),
+    (["optim.lr=inf"], "error: optim.lr must be a finite number, got inf"),
+    (["data.block_size=0"], "error: data.block_size must be an integer >= 1 or null, got 0"),
+    (["data.block_size=64"], "error: data.block_size=64 must be between 1 and model.block_size=32"),
+    (["optim.lr=abc"], "error: optim.lr must be a number, got 'abc'"),
+    (["resume=/no/such/run"], "error: resume=/no/such/run: no such run folder or .ckpt file"),
+    (["experiment=finetune"], "error: init must be set: experiment=finetune needs the weights to start from: "
                               "init=<run folder, .ckpt or hf:gpt2 ... hf:gpt2-xl>"),
-    (["experiment=finetune", "init=/no/such.ckpt"], "config error: init=/no/such.ckpt: no such run folder or .ckpt"),
+    (["experiment=finetune", "init=/no/such.ckpt"], "error: init=/no/such.ckpt: no such run folder or .ckpt"),
 ])
 def test_cli_fails_fast_naming_the_key(tmp_path, args, message):
     """Exit 2, one line naming the key, no traceback, before torch is imported (a second or two)."""

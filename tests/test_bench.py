@@ -180,4 +180,4 @@ def test_bench_writes_table_and_json(tmp_path):
                                       ("trainer.precision=16-mixed", "trainer.precision=")])
 def test_bench_bad_config_fails_fast_naming_the_key(tmp_path, arg, key):
     p = bench(tmp_path, arg, timeout=60)
-    assert p.returncode == 2 and "config error" in p.stderr and key in p.stderr, p.stderr[-2000:]
+    assert p.returncode == 2 and "error: " in p.stderr and key in p.stderr, p.stderr[-2000:]

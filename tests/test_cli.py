@@ -48,8 +48,8 @@ def run_folder(tmp_path_factory):
 
 
 REFUSED = [  # (entry point, arguments, the start of its one line)
-    ("eval", [], "config error: model= is required: a run folder"),
-    ("sample", [], "config error: model= is required: a run folder"),
+    ("eval", [], "error: model= is required: a run folder"),
+    ("sample", [], "error: model= is required: a run folder"),
     ("eval", ["model=hf:gpt2", "device=cuda"], "error: device=cuda: no CUDA GPU is visible on this machine; use "
                                                "device=cpu"),
     ("sample", ["model=hf:gpt2", "device=cuda"], "error: device=cuda: no CUDA GPU is visible"),
@@ -57,15 +57,15 @@ REFUSED = [  # (entry point, arguments, the start of its one line)
                                            "use trainer.accelerator=cpu"),
     ("train", ["device=cuda"], "error: device=cuda: no CUDA GPU is visible"),
     ("bench", ["device=cuda"], "error: device=cuda: no CUDA GPU is visible"),
-    ("eval", ["model=hf:gpt2", "batch_size=0"], "config error: batch_size must be an integer >= 1, got 0"),
-    ("eval", ["model=hf:gpt2", "ctx=abc"], "config error: ctx must be an integer, got 'abc'"),
-    ("eval", ["model=hf:gpt2", "stride=0"], "config error: stride must be an integer >= 1 or null (tokens scored per "
+    ("eval", ["model=hf:gpt2", "batch_size=0"], "error: batch_size must be an integer >= 1, got 0"),
+    ("eval", ["model=hf:gpt2", "ctx=abc"], "error: ctx must be an integer, got 'abc'"),
+    ("eval", ["model=hf:gpt2", "stride=0"], "error: stride must be an integer >= 1 or null (tokens scored per "
                                             "window; null = ctx), got 0"),
-    ("eval", ["model=hf:gpt2", "ctx=64", "stride=65"], "config error: stride=65 must be <= ctx=64"),
+    ("eval", ["model=hf:gpt2", "ctx=64", "stride=65"], "error: stride=65 must be <= ctx=64"),
     ("eval", ["model=hf:gpt2", "max_tokens=-1"],
-     "config error: max_tokens must be an integer >= 0 (0 = no perplexity), got -1"),
-    ("eval", ["model=hf:gpt2", "tasks=lambada,nope"], "config error: tasks: unknown task(s) ['nope']"),
-    ("eval", ["model=runs/no/such"], "config error: cannot load 'runs/no/such': no such run folder or file"),
+     "error: max_tokens must be an integer >= 0 (0 = no perplexity), got -1"),
+    ("eval", ["model=hf:gpt2", "tasks=lambada,nope"], "error: tasks: unknown task(s) ['nope']"),
+    ("eval", ["model=runs/no/such"], "error: cannot load 'runs/no/such': no such run folder or file"),
     ("eval", ["model=hf:gpt2", "nope=1"], "error: nope is not a key (python -m gptlab.eval --help lists the keys)"),
     ("eval", ["model=hf:gpt2", "ctxx=1"], "error: ctxx is not a key; did you mean ctx? (python -m gptlab.eval --help"),
     ("train", ["trainer.max_step=10"], "error: trainer.max_step is not a key; did you mean trainer.max_steps? "
@@ -74,26 +74,39 @@ REFUSED = [  # (entry point, arguments, the start of its one line)
     ("train", ["--model", "30m"], "error: --model 30m: gptlab takes key=value arguments: write model=30m "
                                   "(python -m gptlab.train --help lists the keys)"),
     ("sample", ["--model=runs/x"], "error: --model=runs/x: gptlab takes key=value arguments: write model=runs/x"),
-    ("train", ["optim.lr=abc"], "config error: optim.lr must be a number, got 'abc'"),
-    ("train", ["model.bias=maybe"], "config error: model.bias must be true or false, got 'maybe'"),
-    ("train", ["resume=runs/nope"], "config error: resume=runs/nope: no such run folder or .ckpt file"),
-    ("sample", ["model=hf:gpt2", "temperature=0"], "config error: temperature must be > 0, got 0.0; for greedy"),
+    ("train", ["optim.lr=abc"], "error: optim.lr must be a number, got 'abc'"),
+    ("train", ["model.bias=maybe"], "error: model.bias must be true or false, got 'maybe'"),
+    ("train", ["resume=runs/nope"], "error: resume=runs/nope: no such run folder or .ckpt file"),
+    ("sample", ["model=hf:gpt2", "temperature=0"], "error: temperature must be > 0, got 0.0; for greedy"),
     ("train", ["model=huge"],
      "error: In 'train': Could not find 'model/huge' (options in 'model': 30m, 30m_modern, gpt2"),
-    ("train", ["optim.lr=0"], "config error: optim.lr must be > 0, got 0"),
-    ("train", ["experiment=finetune"], "config error: init must be set: experiment=finetune needs the weights"),
-    ("prepare", ["data=text"], "config error: data.source_args.paths must be set: python -m gptlab.prepare data=text "
+    ("train", ["optim.lr=0"], "error: optim.lr must be > 0, got 0"),
+    ("train", ["experiment=finetune"], "error: init must be set: experiment=finetune needs the weights"),
+    ("prepare", ["data=text"], "error: data.source_args.paths must be set: python -m gptlab.prepare data=text "
                                "data.source_args.paths=..."),
-    ("prepare", ["workers=0"], "config error: workers must be an integer >= 1 or null, got 0"),
-    ("report", [], "config error: no runs given"),
+    ("prepare", ["workers=0"], "error: workers must be an integer >= 1 or null, got 0"),
+    ("report", [], "error: no runs given"),
     ("report", ["runs/no/such"], "error: runs/no/such: no such file or folder"),
     ("report", ["runs", "--log-x"], "error: --log-x: gptlab takes key=value arguments: write log_x=true"),
     ("report", ["runs", "predict=lots"], "error: predict=lots: 'lots' is not a count"),
-    ("hf", [], "config error: the action must be one of export, import"),
-    ("hf", ["export"], "config error: model= is required"),
-    ("hf", ["export", "hf:gpt2"], "config error: out= is required: the folder to write"),
-    ("hf", ["import", "runs/x", "out.ckpt"], "config error: cannot load 'runs/x'"),
-    ("bench", ["steps=0"], "config error: steps must be an integer >= 1, got 0"),
+    ("hf", [], "error: the action must be one of export, import"),
+    ("hf", ["export"], "error: model= is required"),
+    ("hf", ["export", "hf:gpt2"], "error: out= is required: the folder to write"),
+    ("hf", ["import", "runs/x", "out.ckpt"], "error: cannot load 'runs/x'"),
+    ("bench", ["steps=0"], "error: steps must be an integer >= 1, got 0"),
+    ("train", ["resume=README.md"], "error: resume=README.md: README.md is not a run folder or a checkpoint; resume= "
+                                    "takes a run folder"),
+    ("sample", ["model=README.md"], "error: cannot load 'README.md': not a run folder or a checkpoint; model= takes"),
+    ("train", ["model=tiny.yaml"], "error: model=tiny.yaml: a preset is named without its folder or .yaml; did you "
+                                   "mean model=tiny? (presets in conf/model: 30m, 30m_modern, gpt2,"),
+    ("train", ["model=30M"], "error: model=30M: no such preset; did you mean model=30m?"),
+    ("train", ["sched=conf/sched/wsd.yaml"], "error: sched=conf/sched/wsd.yaml: a preset is named without its folder "
+                                             "or .yaml; did you mean sched=wsd?"),
+    ("train", ["optim=AdamW"], "error: optim=AdamW: no such preset; did you mean optim=adamw?"),
+    ("eval", ["model=hf:gpt2", "data=Shakespeare.yaml"], "error: data=Shakespeare.yaml: a preset is named without its "
+                                                         "folder or .yaml; did you mean data=shakespeare?"),
+    ("train", ["trainer.max_steps=2.5"], "error: trainer.max_steps must be an integer, got '2.5'"),
+    ("train", ["trainer.max_steps=1e-3"], "error: trainer.max_steps must be an integer, got '1e-3'"),
 ]
 
 
@@ -117,7 +130,7 @@ def test_export_into_a_full_folder_asks_for_overwrite_true(tmp_path):
     (tmp_path / "m.ckpt").write_bytes(b"x")
     code, torch, err = entry("hf", "export", str(tmp_path / "m.ckpt"), str(tmp_path / "out"))
     assert code == 2 and not torch
-    assert one_line(err) == f"config error: {tmp_path / 'out'} exists and is not an empty folder; " \
+    assert one_line(err) == f"error: {tmp_path / 'out'} exists and is not an empty folder; " \
                             "pass overwrite=true to replace it"
     assert (tmp_path / "out" / "keep.txt").read_text() == "mine"
 
@@ -172,7 +185,7 @@ def test_finetune_takes_the_context_of_its_init_and_refuses_a_longer_block(run_f
     code, torch, err = entry("train", "experiment=finetune", f"init={run_folder}", "model=30m", "data.block_size=512",
                              env={"GPTLAB_RUNS": str(tmp_path)})
     assert code == 2 and not torch
-    assert one_line(err) == "config error: data.block_size=512 must be between 1 and model.block_size=64"
+    assert one_line(err) == "error: data.block_size=512 must be between 1 and model.block_size=64"
 
 
 def test_finetune_derives_its_block_from_the_weights(run_folder, tiny_data, tmp_path, capsys):
@@ -260,3 +273,107 @@ def test_hf_export_accepts_overwrite_true_as_its_message_says(tmp_path):
     assert code == 0, err
     assert not (tmp_path / "out" / "old.txt").exists()
     assert json.loads((tmp_path / "out" / "config.json").read_text())["n_embd"] == 16
+
+
+@pytest.mark.parametrize("name", ["train", "eval", "sample", "prepare", "report", "bench", "hf", "generations"])
+def test_a_python_without_the_dependencies_says_how_to_activate_the_venv(name):
+    """python3 -m gptlab.<name> outside the virtualenv: -S leaves site-packages out, as a bare system Python has
+    none of gptlab's dependencies. One line that says what to do, exit 2, not an import traceback."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    p = subprocess.run([sys.executable, "-S", "-m", f"gptlab.{name}"], cwd=ROOT, env=env, capture_output=True,
+                       text=True, timeout=60)
+    line = one_line(p.stderr)
+    assert p.returncode == 2 and line.startswith(f"error: this Python ({sys.executable}) cannot import "), line
+    assert "source .venv/bin/activate" in line and "make setup" in line
+
+
+@pytest.fixture
+def sweep(tmp_path):
+    """A sweep's folder as Hydra's -m leaves it, named through its runs/multirun/last link: five job folders."""
+    for job in range(5):
+        (tmp_path / "sweep" / str(job)).mkdir(parents=True)
+        (tmp_path / "sweep" / str(job) / "config.yaml").write_text("model: {n_layer: 2}\n")
+    (tmp_path / "last").symlink_to(tmp_path / "sweep")
+    return tmp_path / "last"
+
+
+@pytest.mark.parametrize("name,arg", [("eval", "model"), ("sample", "model"), ("generations", "models"),
+                                      ("train", "resume")])
+def test_a_sweep_given_as_one_model_is_named_as_a_sweep_with_its_runs(sweep, name, arg, tmp_path):
+    value = f"[{sweep}]" if arg == "models" else str(sweep)
+    code, torch, err = entry(name, f"{arg}={value}", env={"GPTLAB_RUNS": str(tmp_path / "runs")})
+    example = f"{arg}=[{sweep}/0]" if arg == "models" else f"{arg}={sweep}/0"
+    prefix = f"resume={sweep}: " if arg == "resume" else ""
+    assert code == 2 and not torch
+    assert one_line(err) == f"error: {prefix}{sweep} is a sweep of 5 runs, not a run folder: name one of them " \
+        f"({sweep}/0, {sweep}/1, {sweep}/2 and 2 more), e.g. {example}; python -m gptlab.report {sweep} compares them"
+
+
+def test_an_integer_key_takes_a_whole_number_in_scientific_notation():
+    from gptlab import cli
+    cfg = cli.compose("train", ["trainer.max_steps=1e3", "data.block_size=6.4e1", "trainer.stop_after=1.5e3"])
+    assert (cfg.trainer.max_steps, cfg.data.block_size, cfg.trainer.stop_after) == (1000, 64, 1500)
+    assert cli.compose("eval", ["spec=hf:gpt2", "ctx=1e2"]).ctx == 100
+    assert cli.compose("train", ["optim.lr=1e3"]).optim.lr == 1000.0  # a float key keeps its float
+
+
+@pytest.mark.parametrize("code", [
+    "import runpy, sys; sys.argv = ['train', '--help']; runpy.run_module('gptlab.train', run_name='__main__')",
+    "from gptlab import cli; cli.run(cli.Entry('report', lambda cfg: cfg, lambda c: print('line\\n' * 100_000)), [])",
+], ids=["train --help", "work printing"])
+def test_a_reader_that_closes_the_pipe_ends_the_command_quietly(code):
+    """`python -m gptlab.sample ... | head -1`: the reader goes away; exit 141 (as SIGPIPE ends other tools), and
+    nothing on stderr (no BrokenPipeError traceback, no 'Exception ignored' at exit)."""
+    p = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         env={**os.environ, "GPTLAB_JEMALLOC": "0"})
+    p.stdout.close()  # before the command writes anything: every write finds the pipe closed
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=60) == 141 and err == "", err
+
+
+def test_the_header_names_the_recipe_only_on_the_data_it_was_tuned_on():
+    from helpers import composed, typed
+
+    from gptlab.training.compose import recipe
+    assert recipe(typed(composed())) == "experiment=shakespeare_tiny, model=tiny"
+    mine = typed(composed("data=text", "data.name=mine", "data.source_args.paths=[mine.txt]"))
+    assert recipe(mine) == "shakespeare_tiny's recipe (tuned on data=shakespeare) on data=text data.name=mine, " \
+                           "model=tiny"
+    assert recipe(typed(composed("experiment=study_30m_owt", "data=shakespeare"))).startswith(
+        "study_30m_owt's recipe (tuned on data=openwebtext) on data=shakespeare, model=30m")
+
+
+def test_a_report_of_one_seed_an_arm_says_seed_and_claims_no_holm_adjustment():
+    """Four arms of one seed each: no test can run, so no p-value is Holm-adjusted, and one seed is one seed."""
+    from gptlab.analysis.stats import difference, holm, summarize
+    from gptlab.analysis.verdicts import arms_section
+    arms = [{"label": f"arm{i}", "summary": summarize([3.0 + i]), "by_lr": {1e-3: 3.0 + i}, "runs": [],
+             "values": {0: 3.0 + i}} for i in range(4)]
+    tests = [{"arm": a["label"], "baseline": "arm0", "difference": difference([a["values"][0]], [3.0])}
+             for a in arms[1:]]
+    for t, p in zip(tests, holm([t["difference"].p for t in tests])):
+        t["p_holm"] = p
+    text = arms_section({"arms": arms, "metric": "final_val_loss", "baseline": "arm0", "comparisons": tests})
+    assert "from 1 seed each: no interval or test is possible" in text and "1 seeds" not in text
+    assert "Holm" not in text and "p-values" not in text
+
+
+def test_the_coordinate_check_writes_into_its_out_folder_not_the_checkout(tmp_path, monkeypatch):
+    """docs/mup.md's command leaves the committed figures alone: runs/coord_check/ unless --out says otherwise (the
+    computation itself is faked here: tests/test_mup.py checks it)."""
+    import importlib.util
+    committed = ROOT / "experiments" / "mup_transfer"
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)  # no __pycache__ beside the committed files
+    spec = importlib.util.spec_from_file_location("coord_check_script", committed / "coord_check.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    monkeypatch.setattr(script, "coord_check", lambda **kw: {"slopes": {"transformer.h.0.attn": 0.0}})
+    monkeypatch.setattr(script, "coord_check_png", lambda results: b"png")
+    monkeypatch.setenv("GPTLAB_RUNS", str(tmp_path / "runs"))
+    before = {p.name: p.stat().st_mtime_ns for p in committed.iterdir()}
+    written = ["coord_check.json", "coord_check.md", "coord_depth.png", "coord_width.png"]
+    script.main([])
+    assert sorted(os.listdir(tmp_path / "runs" / "coord_check")) == written
+    script.main(["--out", str(tmp_path / "mine")])
+    assert sorted(os.listdir(tmp_path / "mine")) == written
+    assert {p.name: p.stat().st_mtime_ns for p in committed.iterdir()} == before

@@ -91,7 +91,8 @@ def test_a_new_optimizer_and_a_new_logger_are_one_yaml_file_each(tiny_data, tmp_
     run = tmp_path / "run"
     p = run_train([f"hydra.searchpath=[file://{conf}]", "optim=sgd", "logger=csv", "trainer.max_steps=6",
                    f"hydra.run.dir={run}"], tiny_data, tmp_path)
-    assert "recipe: experiment=shakespeare_tiny, model=tiny: SGD lr 0.003" in p.stdout  # helpers.TINY sets the rate
+    assert "recipe: shakespeare_tiny's recipe (tuned on data=shakespeare) on data=text data.name=tiny, model=tiny: " \
+        "SGD lr 0.003" in p.stdout  # helpers.TINY sets the rate
     groups = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["optimizer_states"][0]["param_groups"]
     assert all(g["momentum"] == 0.9 and "betas" not in g for g in groups)
     assert (run / "lightning_csv").is_dir() and list((run / "lightning_csv").rglob("metrics.csv"))

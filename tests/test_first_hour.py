@@ -115,7 +115,7 @@ def test_a_refused_resume_writes_nothing_anywhere(tmp_path):
     from test_cli import entry, one_line
     before = set(tmp_path.rglob("*"))
     code, _, err = entry("train", "resume=runs/nope", cwd=tmp_path, env={"GPTLAB_RUNS": str(tmp_path / "runs")})
-    assert code == 2 and one_line(err) == "config error: resume=runs/nope: no such run folder or .ckpt file"
+    assert code == 2 and one_line(err) == "error: resume=runs/nope: no such run folder or .ckpt file"
     assert set(tmp_path.rglob("*")) == before  # no train.log, no run folder
 
 
@@ -141,6 +141,7 @@ def test_a_short_run_ends_validated_and_eval_reproduces_its_summary(tiny_data, t
     assert e.returncode == 0 and abs(diff) < 1e-5, e.stdout + e.stderr
     assert (tmp_path / "last").resolve() == run.resolve()  # runs/last names the latest run
     p = run_train([f"resume={tmp_path / 'last'}", "trainer.max_steps=9"], tiny_data, tmp_path, extra=False)
-    assert "recipe: experiment=shakespeare_tiny, model=30m (the recipe was tuned for model=tiny" in p.stdout
+    assert "recipe: shakespeare_tiny's recipe (tuned on data=shakespeare) on data=text data.name=tiny, model=30m " \
+        "(the recipe was tuned for model=tiny" in p.stdout
     assert "exists and is not empty" not in p.stdout + p.stderr
     assert json.loads((run / "summary.json").read_text())["final_val_step"] == 9

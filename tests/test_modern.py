@@ -47,6 +47,24 @@ def test_rope_rotates_each_channel_pair_by_position_times_its_frequency():
     torch.testing.assert_close(got, torch.cat((want.real, want.imag), -1), atol=1e-5, rtol=1e-5)
 
 
+def test_the_cpu_rmsnorm_equals_torchs_with_its_own_backward_checked_numerically():
+    """blocks.RMSNorm's lean backward: gradcheck in float64, and torch's nn.RMSNorm's values and gradients in fp32."""
+    from torch.nn.functional import rms_norm
+
+    from gptlab.model.blocks import FusedRMSNorm, RMSNorm
+    x, w = torch.randn(2, 3, 5, 8, dtype=torch.float64, requires_grad=True), torch.randn(8, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda a, b: FusedRMSNorm.apply(a, b, RMS_EPS), (x, w.requires_grad_()))
+    m, x = RMSNorm(32, eps=RMS_EPS), torch.randn(4, 16, 32, requires_grad=True)
+    with torch.no_grad():
+        m.weight.normal_()
+    gy = torch.randn(4, 16, 32)
+    want = torch.autograd.grad(rms_norm(x, (32,), m.weight, RMS_EPS), (x, m.weight), gy)
+    got = torch.autograd.grad(m(x), (x, m.weight), gy)
+    assert torch.equal(m(x), rms_norm(x, (32,), m.weight, RMS_EPS))
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
 def test_rope_attention_depends_on_relative_positions_only():
     cfg = GPTConfig(**{**BASE, "pos": "rope"})
     q, k = torch.randn(1, 1, 1, 16), torch.randn(1, 1, 1, 16)

@@ -48,7 +48,7 @@ def fake_run(d: Path, model: dict, data: str, val_tokens: int, params: int, toke
         best = min(range(len(val)), key=val.__getitem__)
         (d / "summary.json").write_text(json.dumps({
             "params": params, "tokens_per_step": tokens_per_step, "steps": steps, "tokens": steps * tokens_per_step,
-            "tokens_per_param": steps * tokens_per_step / params, "wall_time_s": 100.0, "val_before_loss": val[0],
+            "tokens_per_param": steps * tokens_per_step / params, "train_s": 100.0, "val_before_loss": val[0],
             "final_train_loss": val[-1] - 0.02, "final_val_loss": val[-1], "final_val_ppl": math.exp(val[-1]),
             "best_val_loss": val[best], "best_val_ppl": math.exp(val[best]), "best_val_step": max(best * every - 1, 0),
             "model": model}))

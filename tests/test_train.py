@@ -131,7 +131,8 @@ def test_short_run_learns_and_writes_its_folder(short_run):
     val = [float(r["val/loss"]) for r in rows(run) if r["val/loss"]]
     assert len(val) == 7 and val == sorted(val, reverse=True)  # before training, then every 5 steps, falling
     assert not (run / ".lock").exists()  # a finished run leaves no lock behind
-    assert "recipe: experiment=shakespeare_tiny, model=tiny: AdamW lr 0.003, cosine decay" in p.stdout
+    assert "recipe: shakespeare_tiny's recipe (tuned on data=shakespeare) on data=text data.name=tiny, model=tiny: " \
+        "AdamW lr 0.003, cosine decay" in p.stdout
     assert "projected " in p.stdout
 
 

@@ -8,7 +8,11 @@ losses (all of val, half a, half b), and each arm's tokens-to-loss ratio per see
 configs) were not kept. The runs given here add rates to the arms' grids. This rebuilds every arm from both, chooses
 each arm's rate on val half a over its whole grid, tests it against the baseline on half b (paired t over the
 shared seeds, Holm over the comparisons) and reads each multiplier from the new runs' val curves when the chosen
-rate is a new one, or from report.json's ratios when it is not (same baseline, rate and seeds).
+rate is a new one, or from report.json's ratios when it is not (same baseline, rate and seeds). Where the arm or the
+baseline chose its rate on half a, the multiplier is read on val half b (gptlab/analysis/multipliers.py): from the
+new runs' val/loss_b curves, against the baseline's final half-b loss. report.json's ratios were read on all of val
+and it keeps no half-b curve, so an arm whose chosen rate is archived then has no multiplier; its archived
+full-curve figure is printed beside it, marked as such, not used.
 
 A new run that repeats an archived one (same arm, rate and seed) is a check: training is deterministic, so its
 losses must equal the archive's. The check is printed and written; the archived run is the one used.
@@ -23,7 +27,7 @@ import math
 from pathlib import Path
 
 from gptlab.analysis.arms import arm_overrides, by_lr, compare, defines_arm, override_key
-from gptlab.analysis.multipliers import multiplier, section, seed_runs
+from gptlab.analysis.multipliers import multiplier, read_on, section, seed_runs
 from gptlab.analysis.plots import tokens_to_loss_png
 from gptlab.analysis.runs import find_run_dirs, load_run
 from gptlab.analysis.stats import holm
@@ -36,12 +40,14 @@ HERE = Path(__file__).resolve().parent
 
 
 def archived_arms(report: dict) -> list[dict]:
-    """report.json's arms, each run as a row with its final point as its only val point (the baseline's multiplier
-    reads no more); archived=True marks that its curve is not kept."""
+    """report.json's arms, each run as a row with its final point as its only val point, on all of val and on half b
+    (the baseline's multiplier reads no more); archived=True marks that its curves are not kept."""
     by_dir = {r["dir"]: r for r in report["runs"]}
     arms = []
     for a in report["arms"]:
-        runs = [dict(by_dir[d], curve=[(by_dir[d]["tokens"], by_dir[d]["final_val_loss"])], archived=True)
+        runs = [dict(by_dir[d], curve=[(by_dir[d]["tokens"], by_dir[d]["final_val_loss"])], archived=True,
+                     curve_b=[(by_dir[d]["tokens"], by_dir[d]["final_val_loss_b"])]
+                     if by_dir[d].get("final_val_loss_b") is not None else [])
                 for d in a["runs"]]
         arms.append({"label": a["label"], "overrides": tuple(a["overrides"]), "config": {}, "runs": runs})
     return arms
@@ -83,7 +89,8 @@ def add_runs(arms: list[dict], paths: list[str]) -> list[dict]:
 
 
 def merged_multipliers(result: dict, report: dict) -> list[dict]:
-    """Each arm's multiplier: from its new runs' curves when its chosen rate is new, else report.json's."""
+    """Each arm's multiplier: from its new runs' curves when its chosen rate is new, else report.json's, which is
+    used only where it was read on the half that read_on names (records without `half` were read on all of val)."""
     old = {m["label"]: m for m in report["multipliers"]}
     base = next(a for a in result["arms"] if a["label"] == result["baseline"])
     out = []
@@ -91,13 +98,31 @@ def merged_multipliers(result: dict, report: dict) -> list[dict]:
         if any(r.get("archived") for r in seed_runs(a).values()):
             m = {k: v for k, v in old[a["label"]].items() if k != "p_holm"}
             m["p"] = math.nan if m["p"] is None else m["p"]
-            m["from"] = "report.json"
+            m["from"], m["half"] = "report.json", m.get("half", "full")
+            if m["half"] != read_on(a, base):  # a full-curve figure where a rate was chosen on half a: not used
+                m = {"label": m["label"], "half": read_on(a, base), "n": m["n"], "paired": m["paired"], "reached": 0,
+                     "ratios": [None] * m["n"], "multiplier": None, "low": None, "high": None, "p": math.nan,
+                     "reason": "no val/loss_b curve (its chosen rate ran only in the archive, and report.json keeps "
+                               "final losses, not curves)", "from": "report.json", "archived_full": m}
         else:
             m = {**multiplier(a, base), "from": "val curves"}
         out.append(m)
     for m, p in zip(out, holm([m["p"] for m in out])):
         m["p_holm"] = p
     return out
+
+
+def archived_note(m: dict) -> str:
+    """'; archived, read on all of val, ... not used: 0.37x [0.27, 0.51]': an archived figure shown, not used."""
+    old = m.get("archived_full")
+    if not old:
+        return ""
+    if old["multiplier"] is None:
+        figure = f"above 1x in {old['n'] - old['reached']} of {old['n']} seeds"
+    else:
+        interval = f" [{old['low']:.2f}, {old['high']:.2f}]" if old["low"] is not None else ""
+        figure = f"{old['multiplier']:.2f}x{interval}"
+    return f"; archived, read on all of val, which holds half a that chose a rate, so not used: {figure}"
 
 
 def shown(path: str) -> str:
@@ -144,9 +169,12 @@ def run(argv=None) -> None:
     text = "\n".join(["# modern_gpt: every arm over its whole rate grid", "",
                       f"Archived: {shown(args.archive)} ({len(report['runs'])} runs); added: {', '.join(args.runs)}. "
                       "Multipliers marked `report.json` are the archived ones (the arm's chosen rate is an archived "
-                      "rate); the others are read from the added runs' val curves.", "",
+                      "rate); the others are read from the added runs' val curves. report.json's were read on all of "
+                      "val and it keeps no half-b curves, so where a multiplier is due on half b an archived one is "
+                      "not used; it is shown below, marked full-curve.", "",
                       arms_section(result), "", section(result, found), ""]
-                     + [f"  (from {m['from']}: {m['label']})" for m in found] + [""] + check_lines(checks))
+                     + [f"  (from {m['from']}: {m['label']}{archived_note(m)})" for m in found] + [""]
+                     + check_lines(checks))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "rates.md", text)

@@ -2,8 +2,8 @@
 
     python -c "from gptlab.analysis.runs import collect_runs; print([r['name'] for r in collect_runs(['runs'])])"
 
-Each run is a dict: its summary.json numbers (metrics.csv's while a run has none), its val curve, its data and
-context, and the Hydra overrides it ran with.
+Each run is a dict: its summary.json numbers (metrics.csv's while a run has none), its val curves (`curve` on all
+of val, `curve_b` on val half b), its data and context, and the Hydra overrides it ran with.
 """
 from __future__ import annotations
 
@@ -59,9 +59,12 @@ def _count_params(model_cfg: dict) -> int:
         return GPT(GPTConfig(**model_cfg)).num_params()
 
 
-def _val_curve(rows: list[dict]) -> list[tuple[float, float]]:
-    """(tokens, val loss) per eval; a resumed run may log an eval twice, the later row wins."""
-    curve = {r["tokens"]: r["val/loss"] for r in rows if "val/loss" in r and "tokens" in r}
+def _val_curve(rows: list[dict], key: str = "val/loss") -> list[tuple[float, float]]:
+    """(tokens, loss) per eval, `key` being val/loss or a half's (val/loss_b); a resumed run may log an eval twice,
+    the later row wins. A half's empty or NaN cells (runs from before val halves, a half with no windows) are left
+    out, so a run without them has an empty half curve."""
+    curve = {r["tokens"]: r[key] for r in rows if key in r and "tokens" in r
+             and (key == "val/loss" or math.isfinite(r[key]))}
     return sorted(curve.items())
 
 
@@ -75,6 +78,7 @@ def load_run(run_dir, name: str | None = None) -> dict:
     data = cfg.get("data") or {}
     curve = _val_curve(rows)
     run = {"name": name or d.name, "dir": str(d), "kind": "measured", "curve": curve,
+           "curve_b": _val_curve(rows, "val/loss_b"),  # where a multiplier is read when a rate was chosen on half a
            "overrides": _yaml(d / ".hydra" / "overrides.yaml") or [],
            "data_name": data.get("name"), "val_tokens": data.get("val_tokens"), "loss_mask": data.get("loss_mask"),
            "data_dir": (cfg.get("paths") or {}).get("data_dir"),
@@ -84,7 +88,7 @@ def load_run(run_dir, name: str | None = None) -> dict:
     if summary:
         run.update({k: summary.get(k) for k in ("params", "tokens", "tokens_per_param", "final_val_loss",
                                                 "final_val_ppl", "best_val_loss", "best_val_step",
-                                                "final_val_loss_a", "final_val_loss_b", "wall_time_s",
+                                                "final_val_loss_a", "final_val_loss_b", "train_s",
                                                 "tokens_per_step", "cooldown")})
         return run
     # no summary.json yet (running or killed): the same numbers, from the logged rows

@@ -23,7 +23,7 @@ def _p(p: float) -> str:
 
 
 def _seeds(d) -> str:
-    return f"{d.n_a} seeds each" if d.n_a == d.n_b else f"{d.n_a} and {d.n_b} seeds"
+    return f"{d.n_a} seed{'s' if d.n_a != 1 else ''} each" if d.n_a == d.n_b else f"{d.n_a} and {d.n_b} seeds"
 
 
 def verdict(test: dict, m: int) -> str:
@@ -48,11 +48,11 @@ def arms_table(result: dict) -> str:
         rate = f"{sel['chosen']:g}" + (" (edge of the grid: widen it)" if sel["edge"] else "") if sel else \
             num(next(iter(a["by_lr"])), "g")
         interval = f"[{s.low:.4f}, {s.high:.4f}]" if math.isfinite(s.low) else "n = 1: none"
-        walls = [r["wall_time_s"] for r in a["runs"] if r.get("wall_time_s") is not None]
+        walls = [r["train_s"] for r in a["runs"] if r.get("train_s") is not None]  # the training clock only
         rows.append((a["label"], rate, s.n, ", ".join(str(k) for k in a["values"]), f"{s.mean:.4f}",
                      num(s.sd if math.isfinite(s.sd) else None, ".4f"), interval,
                      num(sum(walls) / len(walls) if walls else None, ".0f")))
-    return markdown_table(("arm", "lr", "n", "seeds", "mean", "sd", f"{LEVEL:.0%} t-interval", "wall s (mean run)"),
+    return markdown_table(("arm", "lr", "n", "seeds", "mean", "sd", f"{LEVEL:.0%} t-interval", "training s (mean run)"),
                           rows)
 
 
@@ -78,7 +78,7 @@ def selection_section(result: dict) -> list[str]:
 def arms_section(result: dict) -> str:
     if not result["arms"]:
         return "## Arms and verdicts\n\nNo measured runs to compare."
-    m = len(result["comparisons"])
+    m = sum(math.isfinite(t["difference"].p) for t in result["comparisons"])  # tested ones: Holm is over these
     parts = ["## Arms and verdicts", "",
              f"Runs that differ only by seed (and learning rate) form an arm. Compared: {METRICS[result['metric']]}; "
              f"baseline: **{result['baseline']}**. Arms with the same seeds share initial weights and data order, "

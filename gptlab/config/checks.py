@@ -63,9 +63,11 @@ KINDS = {"Float": "a number", "float": "a number", "Integer": "an integer", "int
          "Boolean": "true or false", "bool": "true or false", "String": "text", "str": "text"}
 
 
-def value_message(key: str, msg: str) -> str:
-    """OmegaConf's type error as the key's rule: "optim.lr must be a number, got 'abc'"; other messages as they are."""
+def value_message(key: str, msg: str, typed: str | None = None) -> str:
+    """OmegaConf's type error as the key's rule: "optim.lr must be a number, got 'abc'" (`typed`, the value as the
+    command line wrote it, where known); other messages as they are."""
     m = re.search(r"Value '(.*)' (?:of type '\w+' could not be converted to (\w+)|is not a valid (\w+))", msg)
     if m:
-        return f"{key} must be {KINDS.get(m.group(2) or m.group(3), m.group(2) or m.group(3))}, got {m.group(1)!r}"
+        got = m.group(1) if typed is None else typed
+        return f"{key} must be {KINDS.get(m.group(2) or m.group(3), m.group(2) or m.group(3))}, got {got!r}"
     return f"{key}: {msg}"

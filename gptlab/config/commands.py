@@ -10,7 +10,7 @@ from typing import Any
 
 from omegaconf import MISSING
 
-from gptlab.config.checks import ConfigError, is_int, must
+from gptlab.config.checks import ConfigError, is_int, is_number, must
 from gptlab.config.presets import options
 from gptlab.config.schema import DataConfig, PathsConfig, RunConfig, SampleConfig, Schema
 
@@ -144,7 +144,8 @@ class BenchCommand(RunConfig):
     project_tokens: int = 655_360_000  # training tokens whose wall time is projected (the study: 20k x 64 x 512)
     sync_debug: bool = False  # CUDA: count host-device syncs in Lightning's timed steps (a separate check)
     out: str | None = None  # JSON file; null = bench.json in the run folder
-    options: list = field(default_factory=list)  # model options timed against the block instead: [all] or [pos=rope]
+    peak_flops: float | None = None  # known peak FLOP/s for MFU; null = trainer.peak_flops or derived (docs/speed.md)
+    options: list = field(default_factory=list)  # options timed against the block: [all], [together], [pos=rope]
 
     def check(self):
         super().check()
@@ -158,3 +159,5 @@ class BenchCommand(RunConfig):
              "an integer >= 1", self.generate.new_tokens)
         must(is_int(self.generate.repeats) and self.generate.repeats >= 0, "generate.repeats", "an integer >= 0",
              self.generate.repeats)
+        must(self.peak_flops is None or (is_number(self.peak_flops) and self.peak_flops > 0), "peak_flops",
+             "a FLOP/s figure > 0 (e.g. 2.5e11) or null", self.peak_flops)

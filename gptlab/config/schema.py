@@ -133,7 +133,7 @@ class TrainerConfig(Schema):
     log_every_n_steps: int = 10  # optimizer steps between train/loss, tokens/s, MFU rows (each is a device sync)
     grad_clip: float = 1.0  # max global gradient norm; 0 disables (under optim=muon it clips before Muon's update)
     compile: Any = "auto"  # torch.compile the model: true, false, auto = on a CUDA GPU
-    peak_flops: float | None = None  # device peak FLOP/s for MFU; null = looked up (GPU table, or CPU cores x clock)
+    peak_flops: float | None = None  # peak FLOP/s for MFU; null = a GPU table or derived from cpuinfo (docs/speed.md)
     threads: int | None = None  # CPU threads for torch; null = all cores this process may use
     keep_tokens: list = field(default_factory=list)  # token budgets whose checkpoints are kept (50K, 100K)
     target_val_loss: float | None = None  # stop once a validation reaches this loss; summary.json: tokens, time to it

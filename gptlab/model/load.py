@@ -16,7 +16,7 @@ import torch
 
 from gptlab.model.checkpoint import ModelNotFound, load_checkpoint
 from gptlab.model.gpt import GPT
-from gptlab.model.spec import FORMS, canonical, check_spec, run_checkpoint
+from gptlab.model.spec import FORMS, canonical, check_spec, may_be_checkpoint, run_checkpoint
 
 
 def load_model(spec: str | Path, device="cpu", dtype: torch.dtype | None = None) -> tuple[GPT, dict]:
@@ -36,7 +36,7 @@ def load_model(spec: str | Path, device="cpu", dtype: torch.dtype | None = None)
         summary = p / "summary.json"
         return model, {**info, "source": "run", "run_dir": str(p),
                        "summary": json.loads(summary.read_text()) if summary.is_file() else None}
-    if p.is_file():
+    if p.is_file() and may_be_checkpoint(p):  # README.md is no checkpoint: refused below, as the entry points do
         return load_checkpoint(p, device, dtype)
     raise ModelNotFound(check_spec(s) or f"cannot load {s!r}; accepted: {'; '.join(FORMS)}")
 

@@ -20,6 +20,16 @@ def chunk_rows(device: torch.device) -> int | None:
     return CHUNK.get(device.type, CHUNK["cpu"])
 
 
+def _chunk_buffers(rows: int, vocab: int, mm: torch.dtype, device, slope: bool):
+    """(logits, slope) buffers of [rows, vocab] fp32 that every chunk reuses, when the matmul is fp32 (else None:
+    the chunk's logits are a cast copy anyway). A fresh [1024, 50304] block per chunk is 206 MB that glibc maps and
+    the kernel zero-fills and page-faults in, twice a chunk with the softcap's slope (docs/speed.md)."""
+    if mm != torch.float32:
+        return None, None
+    logits = torch.empty(rows, vocab, dtype=torch.float32, device=device)
+    return logits, torch.empty_like(logits) if slope else None
+
+
 def _nll_and_grads(h, w, targets, chunk: int, need_grad: bool, row_nll: torch.Tensor | None = None,
                    softcap: float | None = None):
     """(mean NLL, d/dh, d/dw) of (h @ w.T) against targets, a chunk of rows at a time; no gradients unless need_grad.
@@ -40,13 +50,15 @@ def _nll_and_grads(h, w, targets, chunk: int, need_grad: bool, row_nll: torch.Te
     with torch.autocast(kind, enabled=False):  # every dtype below is explicit
         rows = torch.arange(min(chunk, h.size(0)), device=h.device)
         ones = torch.ones((), device=h.device)
+        logits_buf, slope_buf = _chunk_buffers(rows.numel(), w.size(0), mm, h.device, softcap and need_grad)
         for s in range(0, h.size(0), chunk):
             hs, ts, vs = h[s:s + chunk].to(mm), targets[s:s + chunk].clamp(min=0), valid[s:s + chunk]
-            r = rows[:hs.size(0)]
-            logits = (hs @ wz.T).float()
+            r, n = rows[:hs.size(0)], hs.size(0)
+            logits = (hs @ wz.T).float() if logits_buf is None else torch.mm(hs, wz.T, out=logits_buf[:n])
             if softcap:  # logits = c tanh(z / c); dlogits/dz = 1 - tanh^2, one fused pass (addcmul)
                 t = logits.tanh_()
-                slope = torch.addcmul(ones, t, t, value=-1) if need_grad else None
+                slope = (None if not need_grad else torch.addcmul(ones, t, t, value=-1) if slope_buf is None
+                         else torch.addcmul(ones, t, t, value=-1, out=slope_buf[:n]))
                 logits = t.mul_(softcap)
             target_logit = logits[r, ts]
             peak = logits.amax(dim=-1, keepdim=True)

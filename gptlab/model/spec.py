@@ -26,14 +26,47 @@ def run_checkpoint(run_dir: Path) -> Path | None:
                  if c.is_file()), None)
 
 
+CHECKPOINT_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
+
+
+def may_be_checkpoint(path: Path) -> bool:
+    """Whether a file may be a torch checkpoint: named like one, or beginning as torch's zip or a pickle does. One
+    that may be is read (and named damaged if it is); any other file (README.md) is not a checkpoint at all."""
+    if path.suffix in CHECKPOINT_SUFFIXES:
+        return True
+    with open(path, "rb") as f:
+        head = f.read(4)
+    return head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"
+
+
+def sweep_runs(folder: Path) -> list[Path]:
+    """The run folders directly inside `folder` (each with config.yaml or checkpoints/), in job order: a sweep's
+    (runs/multirun/last); [] for any other folder."""
+    if not folder.is_dir() or (folder / "checkpoints").is_dir():
+        return []
+    runs = [c for c in folder.iterdir()
+            if c.is_dir() and ((c / "config.yaml").is_file() or (c / "checkpoints").is_dir())]
+    return sorted(runs, key=lambda c: (not c.name.isdigit(), int(c.name) if c.name.isdigit() else 0, c.name))
+
+
+def sweep_message(folder: Path, key: str = "model") -> str:
+    """A sweep given where one run is taken: which runs it holds (a few, then how many more), and what to write."""
+    runs = sweep_runs(folder)
+    shown = ", ".join(str(r) for r in runs[:3]) + (f" and {len(runs) - 3} more" if len(runs) > 3 else "")
+    example = f"{key}=[{runs[0]}]" if key == "models" else f"{key}={runs[0]}"  # generations takes a list
+    return (f"{folder} is a sweep of {len(runs)} run{'s' if len(runs) != 1 else ''}, not a run folder: name one of "
+            f"them ({shown}), e.g. {example}; python -m gptlab.report {folder} compares them")
+
+
 def hf_ref(spec: str) -> str | None:
     """'hf:gpt2' -> 'gpt2' (and an existing folder -> itself); None when it is neither."""
     ref = spec[3:] if spec.startswith("hf:") else spec
     return ref if Path(ref).is_dir() or ref.removeprefix("openai-community/") in HF_NAMES else None
 
 
-def check_spec(spec) -> str | None:
-    """None when `spec` names something loadable, else the one-line message that says what to pass instead."""
+def check_spec(spec, key: str = "model") -> str | None:
+    """None when `spec` names something loadable, else the one-line message that says what to pass instead (`key`,
+    the argument that gave it, in its example)."""
     s = "" if spec is None else canonical(spec)
     if not s.strip():
         return f"model= is required: {'; '.join(FORMS)}"
@@ -45,8 +78,12 @@ def check_spec(spec) -> str | None:
     p = Path(s)
     if p.is_dir() and (p / "checkpoints").is_dir():
         return None if run_checkpoint(p) else f"{p}: run folder without checkpoints/best.ckpt or checkpoints/last.ckpt"
-    if p.is_file():
+    if sweep_runs(p):
+        return sweep_message(p, key)
+    if p.is_file() and may_be_checkpoint(p):
         return None
+    if p.exists():
+        return f"cannot load {s!r}: not a run folder or a checkpoint; model= takes {'; '.join(FORMS)}"
     return f"cannot load {s!r}: no such run folder or file; model= takes {'; '.join(FORMS)}"
 
 

@@ -23,15 +23,27 @@ def device_name(s: Setup) -> str:
     return f"{cpu_name()}, {torch.get_num_threads()} threads"
 
 
-def peak(s: Setup, configured) -> tuple[float | None, str]:
-    """(peak FLOP/s, where it comes from)."""
-    from gptlab.training.hardware import peak_flops
-    if configured:
-        return float(configured), "trainer.peak_flops"
-    value = peak_flops(s.device, s.precision)
-    if s.cuda:
-        return value, f"dense table for {device_name(s)}" if value else f"unknown GPU {device_name(s)}"
-    return value, f"{len(os.sched_getaffinity(0))} cores x clock x 32 FLOP/cycle (fp32 AVX2 FMA)"
+def peak(s: Setup, cfg) -> tuple[float | None, str, str]:
+    """(peak FLOP/s, the key that set it or 'derived', how it was found): `peak_flops=` (the bench's own key), else
+    trainer.peak_flops, else gptlab.training.hardware.device_peak (a CPU's derivation from /proc/cpuinfo)."""
+    from gptlab.training.hardware import device_peak
+    for key, given in (("peak_flops", getattr(cfg, "peak_flops", None)),
+                       ("trainer.peak_flops", cfg.trainer.peak_flops)):
+        if given:
+            return float(given), key, f"{key}={float(given):.4g} (given)"
+    value, how = device_peak(s.device, s.precision)
+    return value, "derived", how
+
+
+def mfu(achieved: float, peak_value: float | None, how: str, key="peak_flops") -> tuple[float | None, str | None]:
+    """(MFU, None), or (None, why) where achieved FLOP/s exceed the peak: an MFU above 100% says the peak is wrong
+    (a faster clock, wider units), so it is refused, never printed as a figure."""
+    if not peak_value:
+        return None, None
+    if achieved <= peak_value:
+        return achieved / peak_value, None
+    from gptlab.training.hardware import mfu_refusal
+    return None, mfu_refusal(achieved, peak_value, how, key)
 
 
 def ratio(a: list[float], b: list[float], a_cpu: list[float], b_cpu: list[float]) -> dict:
@@ -44,16 +56,18 @@ def ratio(a: list[float], b: list[float], a_cpu: list[float], b_cpu: list[float]
 
 
 def summarize(cfg, s: Setup, preset, rounds: Rounds, held: dict, flops_per_token: int, extra: dict) -> dict:
-    peak_value, peak_source = peak(s, cfg.trainer.peak_flops)
+    peak_value, peak_source, peak_how = peak(s, cfg)
+    setting = "trainer.peak_flops" if peak_source == "trainer.peak_flops" else "peak_flops"
     train = {}
     for name in rounds.log:
         tps, log = rounds.tokens_per_s(name), rounds.log[name]
         med = statistics.median(tps)
+        fraction, refused = mfu(med * flops_per_token, peak_value, peak_how, setting)
         train[name] = {
             "tokens_per_s": med, "tokens_per_s_best": max(tps), "rounds_tokens_per_s": tps,
             "step_s": statistics.median(r["seconds"] for r in log) / cfg.steps,
             "cpu_s_per_step": statistics.median(r["cpu_s"] for r in log) / cfg.steps,
-            "achieved_flops": med * flops_per_token, "mfu": med * flops_per_token / peak_value if peak_value else None,
+            "achieved_flops": med * flops_per_token, "mfu": fraction, "mfu_refused": refused,
             "loader_share": sum(r["loader_s"] for r in log) / sum(r["seconds"] for r in log),
             "peak_memory_gb": (held[name] + max(r["transient_bytes"] for r in log)) / 1e9 if s.cuda else None}
     out = {"model": preset, "params": extra.pop("params"), "micro_batch": s.batch, "block_size": s.block,
@@ -62,6 +76,7 @@ def summarize(cfg, s: Setup, preset, rounds: Rounds, held: dict, flops_per_token
            "malloc_conf": extra.pop("malloc_conf"),
            "torch": extra.pop("torch"), "flash_sdpa": extra.pop("flash_sdpa"),
            "flops_per_token": flops_per_token, "peak_flops": peak_value, "peak_flops_source": peak_source,
+           "peak_flops_how": peak_how,
            "warmup": cfg.warmup, "steps": cfg.steps, "rounds": cfg.rounds, "train": train}
     for a, b in (("lightning", "bare"), ("lightning", "nanogpt"), ("bare", "nanogpt")):
         if a in train and b in train:
@@ -86,20 +101,26 @@ def table(r: dict) -> str:
              "", "| path | tokens/s (median) | best | step (s) | CPU s/step | TFLOP/s | MFU | loader share "
              "| peak memory |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    refusals = []
     for name, t in r["train"].items():
+        refused = t.get("mfu_refused")
+        if not refused and (t["mfu"] or 0) > 1:  # a JSON written before MFUs above 100% were refused
+            refused = mfu(t["achieved_flops"], r["peak_flops"], r.get("peak_flops_how") or r["peak_flops_source"])[1]
+        if refused:
+            refusals.append(f"{name}: {refused}")
         lines.append(f"| {name} | {t['tokens_per_s']:,.0f} | {t['tokens_per_s_best']:,.0f} | {t['step_s']:.3f} | "
                      f"{t['cpu_s_per_step']:.2f} | "
-                     f"{t['achieved_flops'] / 1e12:.3f} | {pct(t['mfu'])} | {pct(t['loader_share'])} | "
-                     f"{gb(t['peak_memory_gb'])} |")
-    lines.append("")
+                     f"{t['achieved_flops'] / 1e12:.3f} | {'refused' if refused else pct(t['mfu'])} | "
+                     f"{pct(t['loader_share'])} | {gb(t['peak_memory_gb'])} |")
+    lines += [""] + refusals
     for key in ("lightning_vs_bare", "lightning_vs_nanogpt", "bare_vs_nanogpt"):
         if key in r:
             q = r[key]
             lines.append(f"{key.replace('_vs_', ' / ')} tokens/s: {q['median']:.3f} median, {q['best']:.3f} best "
                          f"(rounds: {', '.join(f'{x:.3f}' for x in q['rounds'])}); by CPU time "
                          f"{q['by_cpu_time']['median']:.3f} median")
-    lines.append(f"peak {r['peak_flops'] or 0:,.4g} FLOP/s ({r['peak_flops_source']}); "
-                 f"{r['flops_per_token']:,} FLOPs per training token; max RSS {r['max_rss_gb']:.2f} GB")
+    lines.append(f"peak {r['peak_flops'] or 0:,.4g} FLOP/s: {r.get('peak_flops_how') or r['peak_flops_source']}")
+    lines.append(f"{r['flops_per_token']:,} FLOPs per training token; max RSS {r['max_rss_gb']:.2f} GB")
     lines.append(f"load average (1, 5, 15 min) at start {', '.join(f'{x:.1f}' for x in r['load_avg']['start'])}, "
                  f"at end {', '.join(f'{x:.1f}' for x in r['load_avg']['end'])} on {os.cpu_count()} CPUs")
     if e := r.get("eval"):

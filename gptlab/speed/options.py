@@ -3,6 +3,7 @@ configured block and of one variant per option, interleaved round by round in on
 
     python -m gptlab.bench model=30m options=[all]                 # every option alone, and all together
     python -m gptlab.bench model=30m options=[pos=rope,mlp=swiglu] rounds=5
+    python -m gptlab.bench model=30m options=[together] rounds=8          # the block against all options at once
 
 Each variant starts from its own initial weights (an option can change their shapes) on the same batches. The
 ratio is the variant's median step time over the block's in the same rounds: 1.10 is 10% slower a step.
@@ -22,11 +23,14 @@ TOGETHER = {"pos": "rope", "qk_norm": True, "norm": "rmsnorm", "mlp": "relu2", "
 
 
 def variants(options: list[str]) -> dict[str, dict]:
-    """name -> model keys: the block as configured first, then each option asked for ([all]: every one, and all)."""
+    """name -> model keys: the block as configured first, then each option asked for ([all]: every one, and all;
+    [together]: all at once alone, for many rounds of the one ratio)."""
     from omegaconf import OmegaConf
     out = {"block as configured": {}}
     if "all" in options:
         return {**out, **EVERY, "all together": TOGETHER}
+    if "together" in options:
+        return {**out, "all together": TOGETHER}
     for opt in options:
         key, _, value = opt.partition("=")
         out[opt] = {key: OmegaConf.create(f"v: {value}").v}

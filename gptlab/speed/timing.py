@@ -54,9 +54,10 @@ class Setup:
         from gptlab.config.schedule import Schedule
         from gptlab.model.gpt import GPT
         from gptlab.training.fit import precision
-        from gptlab.training.hardware import cuda_fast_math, use_compile, use_cuda
+        from gptlab.training.hardware import cpu_fast_math, cuda_fast_math, use_compile, use_cuda
         self.cuda = use_cuda(cfg.trainer.accelerator)
         self.device = torch.device("cuda" if self.cuda else "cpu")
+        cpu_fast_math()  # as gptlab.train runs: every path (nanoGPT-style included) with glibc malloc tuned
         if self.cuda:
             cuda_fast_math()
         else:
@@ -255,8 +256,8 @@ def run_lightning(s: Setup, others: Interleave, rounds: Rounds, cfg, run_dir: Pa
     trainer = L.Trainer(
         accelerator=s.device.type, devices=1, precision=s.precision, max_steps=cfg.warmup + cfg.rounds * cfg.steps,
         gradient_clip_val=s.grad_clip or None, logger=AppendingCSVLogger(run_dir), profiler=clock,
-        callbacks=step_callbacks(tokens, module.model.flops_per_token(s.block), cfg.trainer.peak_flops,
-                                 s.precision) + [Driver()],
+        callbacks=step_callbacks(tokens, module.model.flops_per_token(s.block),
+                                 cfg.peak_flops or cfg.trainer.peak_flops, s.precision) + [Driver()],
         log_every_n_steps=cfg.trainer.log_every_n_steps, enable_checkpointing=False, enable_progress_bar=False,
         enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0, use_distributed_sampler=False,
         default_root_dir=str(run_dir))

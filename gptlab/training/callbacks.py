@@ -4,6 +4,7 @@
 """
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -14,20 +15,23 @@ import torch
 from lightning.pytorch import Callback
 from tqdm.auto import tqdm
 
-from gptlab.training.hardware import peak_flops
+from gptlab.training.hardware import device_peak, mfu_refusal
 
 
 class Throughput(Callback):
-    """Logs tokens/s and MFU every `log_every_n_steps` optimizer steps, validation time excluded."""
+    """Logs tokens/s and MFU every `log_every_n_steps` optimizer steps, validation time excluded. An MFU above 1 is
+    never logged: it says the peak is wrong (a faster clock than cpuinfo shows, wider units), which a warning says
+    once, naming the peak and how it was found."""
 
     def __init__(self, tokens_per_step: int, flops_per_token: int, peak: float | None = None,
                  precision: str = "32-true"):
         self.tokens_per_step, self.flops_per_token = tokens_per_step, flops_per_token
         self.peak, self.precision = peak, precision
+        self.how, self.refused = f"trainer.peak_flops={peak:.4g} (given)" if peak else "", False
 
     def on_train_start(self, trainer, pl_module):
         if self.peak is None:
-            self.peak = peak_flops(pl_module.device, self.precision)
+            self.peak, self.how = device_peak(pl_module.device, self.precision)
         self.last_step, self.last_time, self.paused = trainer.global_step, time.perf_counter(), 0.0
 
     def on_validation_start(self, trainer, pl_module):
@@ -46,8 +50,14 @@ class Throughput(Callback):
         now = time.perf_counter()
         tps = (step - self.last_step) * self.tokens_per_step / max(now - self.last_time - self.paused, 1e-9)
         pl_module.log("tokens_per_s", tps)  # no prog_bar: Lightning would convert it after every batch (a sync)
-        if self.peak:
-            pl_module.log("mfu", tps * self.flops_per_token / (self.peak * trainer.world_size))
+        achieved, peak = tps * self.flops_per_token, (self.peak or 0) * trainer.world_size
+        if peak and achieved <= peak:
+            pl_module.log("mfu", achieved / peak)
+        elif peak and not self.refused and trainer.is_global_zero:
+            import logging
+            self.refused = True
+            how = self.how + (f", x {trainer.world_size} devices" if trainer.world_size > 1 else "")
+            logging.getLogger("gptlab").warning(mfu_refusal(achieved, peak, how, "trainer.peak_flops"))
         self.last_step, self.last_time, self.paused = step, now, 0.0
 
 
@@ -108,25 +118,128 @@ class RankReport(Callback):
             sys.stdout.flush()
 
 
-class WallClock(Callback):
-    """The run's wall time summed over its invocations: each checkpoint holds the time up to it, a resume adds its
-    own. Work redone after a kill (since the last checkpoint) is counted once, when it is redone."""
+class Clocks(Callback):
+    """One clock per kind of time, each summed over the run's invocations (a checkpoint holds them up to its own
+    write; a resume adds its own):
+
+    - `train_s`: the training loop: forward, backward, optimizer steps, data loading, logging; time to a target;
+    - `val_s`: validation (the one before training included) and any evaluation in the loop;
+    - `ckpt_s`: writing checkpoints (last, best, kept), wherever the trainer saves one;
+    - `startup_s`: from the process's start (imports, compose, data, model) to the training loop, less the above;
+      a second fit in the same process counts from the end of the first.
+
+    Exactly one clock runs at a time, so the four add up to the invocation's time up to the end of training. A
+    checkpoint holds the clocks as they stood when its write began: the last write of an invocation that stops is in
+    its summary, and not in what a resume restores. Each
+    validation row of metrics.csv carries train_s and val_s as they stand then. On a GPU each switch waits for the
+    device, so that a kernel queued by one kind of work is not timed as the next.
+    """
+
+    KINDS = ("train_s", "val_s", "ckpt_s", "startup_s")
 
     def __init__(self):
-        self.t0, self.base = time.monotonic(), 0.0
+        self.seconds = dict.fromkeys(self.KINDS, 0.0)
+        self.kind, self.since, self.stack = "startup_s", startup_origin(), []
+        self.cuda = False
 
-    def elapsed(self) -> float:
-        return self.base + time.monotonic() - self.t0
+    def _switch(self, kind: str | None) -> None:
+        if self.cuda:
+            torch.cuda.synchronize()
+        now = now_s()
+        if self.kind is not None:
+            self.seconds[self.kind] += now - self.since
+        self.kind, self.since = kind, now
 
-    def state_dict(self) -> dict:
-        return {"elapsed_s": self.elapsed()}
+    def _enter(self, kind: str) -> None:
+        self.stack.append(self.kind)
+        self._switch(kind)
 
-    def load_state_dict(self, state: dict) -> None:
-        self.base = float(state.get("elapsed_s", 0.0))  # this invocation's clock started before the restore
-        self.t0 = time.monotonic()
+    def _leave(self) -> None:
+        self._switch(self.stack.pop() if self.stack else None)
+
+    def read(self) -> dict:
+        """The clocks as they stand now (the running one included), rounded to the millisecond."""
+        out = dict(self.seconds)
+        if self.kind is not None:
+            out[self.kind] += now_s() - self.since
+        return {k: round(v, 3) for k, v in out.items()}
+
+    def setup(self, trainer, pl_module, stage):
+        self.cuda = pl_module.device.type == "cuda"
+        save = trainer.save_checkpoint
+        if getattr(save, "_clocked", False):
+            return
+
+        def timed_save(*args, **kwargs):  # every save goes through here: ModelCheckpoint, last.ckpt, kept steps
+            self._enter("ckpt_s")
+            try:
+                return save(*args, **kwargs)
+            finally:
+                self._leave()
+        timed_save._clocked = True
+        trainer.save_checkpoint = timed_save
+
+    def on_validation_start(self, trainer, pl_module):
+        self._enter("val_s")
+
+    def on_validation_end(self, trainer, pl_module):
+        self._leave()
 
     def on_validation_epoch_end(self, trainer, pl_module):
-        pl_module.log("wall_s", self.elapsed())  # the val row's wall time: time to a target, interpolated
+        clocks = self.read()  # the val row's clocks: time to a target is train_s, interpolated between rows
+        pl_module.log("train_s", clocks["train_s"])
+        pl_module.log("val_s", clocks["val_s"])
+
+    def on_train_start(self, trainer, pl_module):
+        self._switch("train_s")
+
+    def on_train_end(self, trainer, pl_module):
+        self._switch(None)
+        finished_fit()
+
+    def on_exception(self, trainer, pl_module, exception):
+        self.on_train_end(trainer, pl_module)
+
+    def state_dict(self) -> dict:
+        return {"clocks": self.read()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Adds the checkpoint's clocks to this invocation's, which started before the restore (a checkpoint made
+        before the clocks were split holds one unsplit wall time: it is not guessed apart, so not counted)."""
+        for k, v in state.get("clocks", {}).items():
+            if k in self.seconds:
+                self.seconds[k] += float(v)
+
+
+_LAST_FIT_END: list[float] = []  # when the last fit in this process ended: the next one's start-up starts there
+
+
+def now_s() -> float:
+    """Seconds on the clock the process start is read on (CLOCK_BOOTTIME on Linux; monotonic elsewhere)."""
+    return time.clock_gettime(time.CLOCK_BOOTTIME) if hasattr(time, "CLOCK_BOOTTIME") else time.monotonic()
+
+
+def process_start() -> float | None:
+    """When this process started, on now_s()'s clock: /proc/self/stat's starttime (clock ticks since boot; an exec,
+    as jemalloc's re-exec, keeps it), None where there is no /proc."""
+    try:
+        with open("/proc/self/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()  # the name in parentheses may hold spaces
+        return int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def startup_origin() -> float:
+    """Where this fit's start-up began: the end of this process's previous fit, else the process's start."""
+    if _LAST_FIT_END:
+        return _LAST_FIT_END[-1]
+    start = process_start()
+    return start if start is not None and hasattr(time, "CLOCK_BOOTTIME") else now_s()
+
+
+def finished_fit() -> None:
+    _LAST_FIT_END[:] = [now_s()]
 
 
 class TargetLoss(Callback):

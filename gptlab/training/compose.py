@@ -183,12 +183,32 @@ def folder_given() -> bool:
                                              for o in HydraConfig.get().overrides.hydra)
 
 
+def recipe_data(experiment: str | None) -> str | None:
+    """The data preset an experiment's recipe was tuned on (its `override /data:`, or that of the experiment it
+    builds on); None when it names none (finetune: any data)."""
+    from gptlab.config.presets import preset
+    for d in (preset("experiment", str(experiment)).get("defaults") or []) if experiment else []:
+        if isinstance(d, dict) and "override /data" in d:
+            return d["override /data"]
+        if isinstance(d, str) and d != "_self_" and (found := recipe_data(d)):
+            return found
+    return None
+
+
 def recipe(run: RunConfig) -> str:
-    """The presets in force, and a warning when the recipe was tuned for another model than the chosen one."""
+    """The presets in force, and a warning when the recipe was tuned for another model than the chosen one. On
+    other data than the recipe's, the line says whose recipe runs on what (shakespeare_tiny's recipe on data=text)."""
     model = run.choices.get("model")
     if not run.choices:  # a run saved before its presets were recorded
         return "the run's own config.yaml"
-    text = f"experiment={run.choices.get('experiment')}, model={model}"
+    from gptlab.config.presets import preset
+    experiment, data = run.choices.get("experiment"), run.choices.get("data")
+    tuned_on = recipe_data(experiment)
+    if tuned_on and (data != tuned_on or run.data.name != preset("data", tuned_on).get("name", tuned_on)):
+        named = f" data.name={run.data.name}" if run.data.name != data else ""
+        text = f"{experiment}'s recipe (tuned on data={tuned_on}) on data={data}{named}, model={model}"
+    else:
+        text = f"experiment={experiment}, model={model}"
     tuned = run.recipe.get("model")
     if tuned and model and tuned != model:
         hint = run.recipe.get("hint", "tune optim.lr and data.batch_size")

@@ -19,20 +19,21 @@ from omegaconf import OmegaConf
 
 from gptlab.config import RunConfig
 from gptlab.data.datamodule import TokenDataModule
-from gptlab.fs import atomic_symlink, atomic_write_bytes, atomic_write_text
+from gptlab.fs import atomic_symlink, atomic_write_bytes, atomic_write_json, atomic_write_text
+from gptlab.machine import facts, note
 from gptlab.model.checkpoint import read_checkpoint
-from gptlab.runfolder import METRICS, resume_paths
+from gptlab.runfolder import MACHINE, METRICS, read_machine, resume_paths
 from gptlab.training.callbacks import (
+    Clocks,
     KeptCheckpoints,
     LastCheckpoint,
     Progress,
     TargetLoss,
     Throughput,
-    WallClock,
 )
 from gptlab.training.components import safe_instantiate
 from gptlab.training.guards import AtomicCheckpointIO, FiniteLossGuard, RNGState, checkpoint_step
-from gptlab.training.hardware import cuda_fast_math, use_compile
+from gptlab.training.hardware import cpu_fast_math, cuda_fast_math, use_compile
 from gptlab.training.loggers import wandb_finish
 from gptlab.training.module import GPTModule
 from gptlab.training.records import AppendingCSVLogger, write_summary
@@ -91,7 +92,7 @@ def build_trainer(run: RunConfig, module: GPTModule, run_dir: Path, loggers: lis
     callbacks = safe_instantiate(run.callbacks) + step_callbacks(
         der.tokens_per_step, module.model.flops_per_token(der.block_size), t.peak_flops, prec,
         run_dir / "checkpoints") + [LastCheckpoint(run_dir / "checkpoints" / "last.ckpt", t.eval_interval,
-                                                   t.stop_after, t.ckpt_every_minutes), WallClock()]
+                                                   t.stop_after, t.ckpt_every_minutes), Clocks()]
     if der.keep_steps:
         callbacks.append(KeptCheckpoints(run_dir / "checkpoints", der.keep_steps))
     if t.target_val_loss is not None:
@@ -167,12 +168,15 @@ def fit(run: RunConfig, launcher_jobs: int | None = None) -> Outcome:
     dm = datamodule(run)
     if run.trainer.threads or run.derived.device == "cpu":
         torch.set_num_threads(cpu_threads(run, launcher_jobs))
+    cpu_fast_math()  # glibc malloc keeps freed activations for reuse (a GPU run's host code too)
     if run.derived.device == "cuda":
         cuda_fast_math()  # TF32 for fp32 matmuls; bf16 autocast comes from the precision
     L.seed_everything(run.seed, verbose=False)
     module, prec = build_module(run), precision(run.trainer.precision, run.derived.device)
+    machine = facts()  # after the thread count is set: it is one of them
     if launcher_rank() == 0:  # the other ranks a launcher started (torchrun, SLURM) write nothing into the folder
         atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(run.record()))
+        record_machine(run_dir, machine, resumed=ckpt is not None)
     loggers = make_loggers(run, run_dir, None if ckpt is None else resumed_step * run.derived.tokens_per_step)
     n_params = module.model.num_params()
     trainer = build_trainer(run, module, run_dir, loggers, prec)
@@ -184,13 +188,24 @@ def fit(run: RunConfig, launcher_jobs: int | None = None) -> Outcome:
     stop = next(c for c in trainer.callbacks if isinstance(c, LastCheckpoint)).stopped  # None under ddp_spawn's parent
     for logger in loggers:
         logger.finalize("success")
-    clock = next(c for c in trainer.callbacks if isinstance(c, WallClock))
+    clocks = next(c for c in trainer.callbacks if isinstance(c, Clocks)).read()
     summary = None
     if trainer.is_global_zero:
-        summary = finish(run, trainer, module, dm, run_dir, n_params, clock.elapsed(), stop)
+        summary = finish(run, trainer, module, dm, run_dir, n_params, clocks, stop, machine)
     if any(type(lg).__name__ == "WandbLogger" for lg in loggers):
         wandb_finish(summary)
     return Outcome(summary, stop)
+
+
+def record_machine(run_dir: Path, machine: dict, resumed: bool) -> None:
+    """machine.json on a run's first invocation; on a resume, one line if this machine differs from that one."""
+    recorded = read_machine(run_dir) if resumed else None
+    if recorded is None:
+        if not (run_dir / MACHINE).is_file():
+            atomic_write_json(run_dir / MACHINE, machine)
+        return
+    if line := note(recorded, "the machine this run started on", machine):
+        log.warning(line)
 
 
 def quiet_lightning() -> None:
@@ -246,7 +261,8 @@ class Outcome:
     stopped: str | None = None
 
 
-def finish(run: RunConfig, trainer, module, dm, run_dir: Path, n_params: int, wall: float, stop) -> dict:
+def finish(run: RunConfig, trainer, module, dm, run_dir: Path, n_params: int, clocks: dict, stop,
+           machine: dict) -> dict:
     """summary.json, the closing line and (for a finished run) the end-of-run sample; returns the summary."""
     extra = {"cooldown": branch_record(run)} if run.branch else {}
     steps = trainer.global_step
@@ -254,15 +270,23 @@ def finish(run: RunConfig, trainer, module, dm, run_dir: Path, n_params: int, wa
     if not steps and last.is_file():  # and it says why they stopped (LastCheckpoint.on_save_checkpoint)
         ckpt = read_checkpoint(last)
         steps, stop = ckpt.get("global_step") or 0, stop or ckpt.get("stopped")
+        clocks = saved_clocks(ckpt) or clocks  # the workers' clocks, as of their last checkpoint
     finished = steps >= run.trainer.max_steps or reached(trainer, run.trainer.target_val_loss)
     summary = write_summary(run_dir, params=n_params, tokens_per_step=run.derived.tokens_per_step, steps=steps,
-                            wall_time_s=wall, model=asdict(run.model), target=run.trainer.target_val_loss,
+                            clocks=clocks, model=asdict(run.model), target=run.trainer.target_val_loss,
                             finished=finished, stopped=None if finished else stop or "stopped before trainer.max_steps",
+                            machine=machine,  # this invocation's; machine.json holds the first one's
                             **extra)
     log.info(closing_line(summary, run_dir))
     if summary["finished"]:
         print_sample(module, run, dm, run_dir)
     return summary
+
+
+def saved_clocks(ckpt: dict) -> dict | None:
+    """The Clocks callback's figures in a checkpoint (Lightning keys callback states by class name)."""
+    state = next((v for k, v in (ckpt.get("callbacks") or {}).items() if str(k).startswith("Clocks")), None)
+    return dict(state["clocks"]) if state and "clocks" in state else None
 
 
 def reached(trainer, target: float | None) -> bool:
@@ -282,8 +306,9 @@ def closing_line(summary: dict, run_dir: Path) -> str:
     if loss is None:  # eval_at_start=false and a run whose only validation failed to log: nothing to report
         return f"no validation ran; {where}"
     t = summary.get("target") or {}
-    hit = (f"; reached trainer.target_val_loss={t['loss']:g} after {t['tokens']:,.0f} tokens"
-           + (f", {t['wall_s']:.1f} s" if t.get("wall_s") is not None else "") if t.get("reached") else "")
+    seconds = f", {t['train_s']:.1f} s of training" if t.get("train_s") is not None else ""
+    hit = (f"; reached trainer.target_val_loss={t['loss']:g} after {t['tokens']:,.0f} tokens{seconds}"
+           if t.get("reached") else "")
     return (f"val after training (step {step}): loss {loss:.4f}, ppl {summary['final_val_ppl']:.1f} (best "
             f"{summary['best_val_loss']:.4f} at step {summary['best_val_step']}){hit}; {where}")
 

@@ -65,12 +65,13 @@ class AppendingCSVLogger(CSVLogger):
         return self._experiment
 
 
-def write_summary(run_dir, params: int, tokens_per_step: int, steps: int, wall_time_s: float,
+def write_summary(run_dir, params: int, tokens_per_step: int, steps: int, clocks: dict,
                   target: float | None = None, **extra) -> dict:
     """summary.json from metrics.csv: the numbers a report needs, each traceable to a logged row (the val loss
     before training is the val row at 0 tokens) and named with the step it was measured at, so a resumed run's
-    summary is an uninterrupted one's. `extra` adds finished (the run reached trainer.max_steps) and stopped (why an
-    invocation ended before that)."""
+    summary is an uninterrupted one's. `clocks` are the run's seconds by kind, summed over its invocations
+    (train_s, val_s, ckpt_s, startup_s: gptlab/training/callbacks.py Clocks). `extra` adds finished (the run reached
+    trainer.max_steps) and stopped (why an invocation ended before that)."""
     rows = read_metrics(run_dir)
     val = [r for r in rows if "val/loss" in r]
     val_before = next((r["val/loss"] for r in val if r.get("tokens") == 0), None)
@@ -82,7 +83,7 @@ def write_summary(run_dir, params: int, tokens_per_step: int, steps: int, wall_t
         "steps": steps,
         "tokens": steps * tokens_per_step,
         "tokens_per_param": steps * tokens_per_step / params,
-        "wall_time_s": round(wall_time_s, 2),
+        **{k: round(v, 2) for k, v in clocks.items()},  # train_s is the time a run took to train
         "val_before_loss": val_before,
         "val_tokens": int(val[-1]["val/tokens"]) if val and "val/tokens" in val[-1] else None,  # scored, per eval
         "final_train_loss": train[-1]["train/loss"] if train else None,
@@ -104,19 +105,20 @@ def write_summary(run_dir, params: int, tokens_per_step: int, steps: int, wall_t
 
 
 def time_to(val_rows: list[dict], target: float) -> dict:
-    """When the val loss first reached `target`: the tokens and wall seconds interpolated linearly (in the loss)
-    between the validation before and the one at or below it; reached false when none got there."""
-    out = {"loss": target, "reached": False, "tokens": None, "wall_s": None}
+    """When the val loss first reached `target`: the tokens and training seconds (the train_s clock: validation,
+    checkpoints and start-up not counted) interpolated linearly (in the loss) between the validation before and the
+    one at or below it; reached false when none got there."""
+    out = {"loss": target, "reached": False, "tokens": None, "train_s": None}
     for before, row in zip([None, *val_rows], val_rows):
         if row["val/loss"] > target:
             continue
         if before is None or before["val/loss"] == row["val/loss"]:
-            return {**out, "reached": True, "tokens": row["tokens"], "wall_s": row.get("wall_s")}
+            return {**out, "reached": True, "tokens": row["tokens"], "train_s": row.get("train_s")}
         f = (before["val/loss"] - target) / (before["val/loss"] - row["val/loss"])  # the share of the way down
-        wall = (before["wall_s"] + f * (row["wall_s"] - before["wall_s"])
-                if "wall_s" in row and "wall_s" in before else None)
+        seconds = (before["train_s"] + f * (row["train_s"] - before["train_s"])
+                   if "train_s" in row and "train_s" in before else None)
         return {**out, "reached": True, "tokens": before["tokens"] + f * (row["tokens"] - before["tokens"]),
-                "wall_s": wall}
+                "train_s": seconds}
     return out
 
 
