@@ -58,9 +58,9 @@ def time_to(overrides: str, folder: Path, seed: int, whole: bool = False) -> dic
 
 
 def time_to_target(folder: Path) -> dict:
-    """The run's crossing of args.target read off its own val rows (gptlab/training/records.py's time_to)."""
-    from gptlab.runfolder import read_metrics
-    from gptlab.training.records import time_to as crossing
+    """The run's crossing of args.target read off its own val rows (gptlab/run/records.py's time_to)."""
+    from gptlab.run.folder import read_metrics
+    from gptlab.run.records import time_to as crossing
     return crossing([r for r in read_metrics(folder) if "val/loss" in r], args.target)
 
 

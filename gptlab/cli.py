@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from gptlab.config.checks import ConfigError
+from gptlab.config.overrides import hydra_quote
 from gptlab.config.presets import CONF, options
 from gptlab.errors import Refused, UserError
 
@@ -48,13 +49,6 @@ def fail(e: BaseException, code: int | None = None) -> None:
     text = " ".join(str(e).split()) or type(e).__name__
     print(f"error: {text}", file=sys.stderr)
     sys.exit(code if code is not None else getattr(e, "exit_code", 1))
-
-
-def hydra_quote(s: str) -> str:
-    """s as a Hydra quoted value that OmegaConf reads back verbatim: quotes, ${ and the backslashes before them
-    escaped."""
-    s = re.sub(r"(\\+)(?='|\$\{|\Z)", r"\1\1", s)
-    return "'" + s.replace("'", "\\'").replace("${", "\\${") + "'"
 
 
 def rewrite(argv: list[str], entry: Entry) -> list[str]:

@@ -26,7 +26,7 @@ from gptlab.config.checks import require
 from gptlab.config.presets import CONF
 from gptlab.devices import resolve_device
 from gptlab.model.spec import check_spec
-from gptlab.runfolder import CONFIG, recorded
+from gptlab.run.folder import CONFIG, recorded
 
 
 def task_list(tasks) -> list[str]:
@@ -42,7 +42,7 @@ def run_defaults(cfg) -> Path | None:
     """model=<run folder or one of its checkpoints>: what the run validated on (its data, val tokens, context, loss
     mask and micro batch) for every key the command line left alone, so eval reproduces the run's own val loss.
     Returns the run folder, None for other models."""
-    from gptlab.config.resume import given_keys
+    from gptlab.run.resume import given_keys
     spec = Path(cfg.spec)
     run = spec if spec.is_dir() else spec.parent.parent
     if not (run / CONFIG).is_file() or str(cfg.spec).startswith("hf:"):
@@ -97,7 +97,7 @@ def beside_summary(res: dict, run: Path) -> str:
     """This eval's loss beside the one the run recorded for the same weights (best.ckpt: best_val_loss), and a line
     when this machine differs from the one that measured it."""
     from gptlab.machine import note
-    from gptlab.runfolder import read_machine, read_summary
+    from gptlab.run.folder import read_machine, read_summary
     summary, path = read_summary(run), str(res.get("path") or "")
     differs = note(summary.get("machine") or read_machine(run), "the machine the run measured on")
     key = "final_val_loss" if path.endswith("last.ckpt") else "best_val_loss"

@@ -19,12 +19,14 @@ COMPARED = ("cpu", "cpu_family_model", "isa", "threads", "gpu", "gpu_driver", "t
             "flush_denormal", "deterministic")
 
 
-def _cpuinfo_first(field: str) -> str | None:
+def _first_cpu() -> dict[str, str]:
+    """/proc/cpuinfo's first logical CPU as {field: value}, read once; {} where there is no such file."""
     try:
         with open("/proc/cpuinfo") as f:
-            return next((line.split(":", 1)[1].strip() for line in f if line.split(":")[0].strip() == field), None)
+            block = f.read().split("\n\n", 1)[0]
     except OSError:
-        return None
+        return {}
+    return {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in block.splitlines()) if _}
 
 
 def _blas(torch) -> str:
@@ -63,11 +65,11 @@ def facts() -> dict:
     import lightning
     import torch
     gpu, driver = _gpu(torch)
-    cpu = _cpuinfo_first("model name") or platform.processor() or platform.machine()
+    info = _first_cpu()
     return {
-        "cpu": cpu,
-        "cpu_vendor": _cpuinfo_first("vendor_id"),
-        "cpu_family_model": "/".join(filter(None, (_cpuinfo_first("cpu family"), _cpuinfo_first("model")))) or None,
+        "cpu": info.get("model name") or platform.processor() or platform.machine(),
+        "cpu_vendor": info.get("vendor_id"),
+        "cpu_family_model": "/".join(filter(None, (info.get("cpu family"), info.get("model")))) or None,
         "isa": torch.backends.cpu.get_cpu_capability(),  # the kernels torch chose: AVX512, AVX2, ...
         "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "threads": torch.get_num_threads(),  # intra-op threads this process computes with
@@ -77,7 +79,7 @@ def facts() -> dict:
         "lightning": lightning.__version__,
         "python": platform.python_version(),
         "blas": _blas(torch),
-        "flush_denormal": flushes_subnormals(torch),  # gptlab.train sets it on (training/hardware.py)
+        "flush_denormal": flushes_subnormals(torch),  # torch.set_flush_denormal: off unless the user's code sets it
         "deterministic": {"algorithms": torch.are_deterministic_algorithms_enabled(),
                           "cudnn_deterministic": bool(torch.backends.cudnn.deterministic),
                           "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),

@@ -22,47 +22,48 @@ from pathlib import Path
 
 from gptlab import cli
 from gptlab.config import RunConfig
+from gptlab.run.lock import Claimed
 
 
-def check(cfg) -> tuple[RunConfig, object]:
-    """The run this command line describes, every check passed; returns it and its folder's lock."""
+def check(cfg) -> Claimed:
+    """The run this command line describes, every check passed, with its folder's lock held (work() releases it)."""
     from gptlab.config.presets import prepare_command
     from gptlab.data.shards import check_dataset
-    from gptlab.runfolder import resume_paths
+    from gptlab.run.folder import resume_paths
+    from gptlab.run.lock import claim
+    from gptlab.run.resume import requeued
     from gptlab.training.components import check_offline, check_optimizer
-    from gptlab.training.compose import compose_run, requeued
-    from gptlab.training.runlock import claim
+    from gptlab.training.compose import compose_run
     run, changes, branch_step = compose_run(cfg)
     check_offline(run)
     run_dir, ckpt = resume_paths(run.resume, run.paths.run_dir)
     # a second writer is refused before torch is imported; a fresh run's folder is checked by requeued() below
-    lock = claim(run_dir, resuming=bool(run.resume) or not run.branch)
+    claimed = Claimed(run, claim(run_dir, resuming=bool(run.resume) or not run.branch))
     try:
-        if (again := requeued(cfg, run)) is not None:  # a requeued job's own command into its own folder
-            run, changes, branch_step = again
+        if requeued(cfg, run.record()):  # a requeued job's own command into its own folder: a resume of it
+            run, changes, branch_step = compose_run(cfg)
+            claimed.run = run
             ckpt = resume_paths(run.resume, run.paths.run_dir)[1]
         check_dataset(Path(run.paths.data_dir) / run.data.name, prepare_command(asdict(run.data)))
         run.changes, run.resume_step = changes, branch_step
         if ckpt is not None:  # read (weights_only) before anything runs: a damaged or unsafe file is refused here
-            from gptlab.training.guards import checkpoint_step
+            from gptlab.model.checkpoint import checkpoint_step
             run.resume_step = checkpoint_step(ckpt)
         check_optimizer(run)
     except BaseException:
-        if lock is not None:
-            lock.release()
+        claimed.release()
         raise
-    return run, lock
+    return claimed
 
 
-def work(checked) -> float | None:
+def work(claimed: Claimed) -> float | None:
     """Train (or find the run finished), then its cooldown branches; the best val loss, which an Optuna sweep
     minimises. A Ctrl-C stops at the next step boundary with last.ckpt written, then exits 130."""
-    from gptlab.runfolder import read_summary
+    from gptlab.run.folder import read_summary
+    from gptlab.run.requeue import requeue
     from gptlab.training.compose import hydra_state
-    from gptlab.training.fit import fit
-    from gptlab.training.slurm import requeue
-    run, lock = checked
-    try:
+    from gptlab.training.trainer import fit, fit_branches
+    with claimed as run:
         if run.resume_step is not None and run.resume_step >= run.trainer.max_steps:
             summary, stopped = finished(run), None
         else:
@@ -70,11 +71,7 @@ def work(checked) -> float | None:
             summary, stopped = outcome.summary or {}, outcome.stopped
             requeue(stopped)  # a SLURM job preempted with SIGUSR1/2 goes back in the queue to continue
         if run.cooldown.branches and read_summary(run.paths.run_dir).get("finished", True) and not stopped:
-            from gptlab.training.branches import run_branches
-            run_branches(run, launcher_jobs=hydra_state()[2])
-    finally:
-        if lock is not None:
-            lock.release()
+            fit_branches(run, launcher_jobs=hydra_state()[2])
     if stopped == "SIGINT":
         sys.exit(130)
     return summary.get("best_val_loss")
@@ -82,7 +79,7 @@ def work(checked) -> float | None:
 
 def finished(run: RunConfig) -> dict:
     """A resume of a run that reached its max_steps changes nothing, and says how to extend it; its summary."""
-    from gptlab.runfolder import read_summary
+    from gptlab.run.folder import read_summary
     print(f"{run.paths.run_dir} finished at step {run.resume_step} (trainer.max_steps={run.trainer.max_steps}); "
           f"nothing to do. Extend it: python -m gptlab.train resume={run.paths.run_dir} "
           f"trainer.max_steps={run.trainer.max_steps * 2}")
@@ -99,5 +96,5 @@ ENTRY = cli.Entry("train", check, work)
 if __name__ == "__main__":
     from gptlab.training.hardware import reexec_with_jemalloc
     reexec_with_jemalloc()  # CPU steps spend much of their time in glibc malloc; jemalloc when installed
-    from gptlab.training.compose import job_argv
+    from gptlab.run.resume import job_argv
     cli.run_app(ENTRY, job_argv(sys.argv[1:]), in_sweep=in_sweep)

@@ -102,7 +102,7 @@ def train_here(args, data_root, run_dir):
     from omegaconf import OmegaConf
 
     from gptlab.training.compose import compose_run
-    from gptlab.training.fit import fit
+    from gptlab.training.trainer import fit
     mine = {a.split("=")[0] for a in args}
     cfg = composed("data=text", "data.name=tiny", *[t for t in TINY if t.split("=")[0] not in mine], *args)
     OmegaConf.update(cfg, "paths.data_dir", str(data_root))

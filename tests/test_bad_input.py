@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
 from gptlab.config import PRECISIONS, ConfigError, GPTConfig
-from gptlab.config.schedule import DECAYS, Schedule
+from gptlab.optim.schedule import DECAYS, Schedule
 
 BASES = {  # a few group selections; the fuzz varies values on top of them
     "default": [],
@@ -327,9 +327,8 @@ def test_damaged_manifest_is_refused(tmp_path, manifest, message):
 
 @pytest.mark.parametrize("cut", ["empty", "half", "last_byte"])
 def test_truncated_checkpoint_is_refused_clearly(tmp_path, cut):
-    from gptlab.model.checkpoint import LoadError
+    from gptlab.model.checkpoint import LoadError, checkpoint_step
     from gptlab.model.load import load_model
-    from gptlab.training.guards import checkpoint_step
     path = tmp_path / "run" / "checkpoints" / "last.ckpt"
     path.parent.mkdir(parents=True)
     torch.save({"global_step": 3, "optimizer_states": [], "state_dict": {"w": torch.zeros(10_000)}}, path)

@@ -195,8 +195,8 @@ def test_finetune_derives_its_block_from_the_weights(run_folder, tiny_data, tmp_
     cfg = composed("experiment=finetune", f"init={run_folder}", "model=30m", "data=text", "data.name=tiny",
                    f"paths.data_dir={tiny_data}")
     cfg.paths.run_dir = str(tmp_path / "ft")
-    run, lock = check(cfg)
-    lock.release()
+    with check(cfg) as run:  # the run, its folder's lock released at the end of the block
+        assert run.paths.run_dir == str(tmp_path / "ft")
     assert (run.model.n_layer, run.model.n_embd, run.model.block_size) == (2, 32, 64)
     assert run.derived.block_size == 64 and run.derived.tokens_per_step == 64 * run.derived.micro_batch
     assert "model architecture taken from the weights" in capsys.readouterr().out

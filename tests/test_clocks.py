@@ -49,7 +49,7 @@ def test_the_clocks_add_up_to_the_invocation_and_each_counts_something(two_runs)
 
 @pytest.mark.slow  # two tiny runs in this process, about 30 s
 def test_val_rows_carry_the_clocks_and_the_target_reads_the_training_clock(two_runs, tmp_path):
-    from gptlab.training.records import time_to
+    from gptlab.run.records import time_to
     _, _, run_dir = two_runs[10]
     rows = [{k: float(v) for k, v in r.items() if v} for r in csv.DictReader((run_dir / "metrics.csv").open())]
     val = [r for r in rows if "val/loss" in r]

@@ -13,10 +13,10 @@ import yaml
 from helpers import ROOT, run_train
 
 from gptlab.config.commands import DataConfig, PathsConfig
-from gptlab.config.schedule import Schedule
 from gptlab.config.schema import GPTConfig, SampleConfig, TrainerConfig
 from gptlab.config.store import comments, field_comments, schemas
 from gptlab.data.sources import SOURCES
+from gptlab.optim.schedule import Schedule
 
 CONF = ROOT / "conf"
 SCHEMA_GROUPS = {"model": GPTConfig, "data": DataConfig, "trainer": TrainerConfig, "sched": Schedule}

@@ -15,13 +15,14 @@ from helpers import composed, run_entry, run_train
 from omegaconf import OmegaConf
 from test_sweep import wandb_records
 
-from gptlab.analysis.fits import FitError, fit_surface
+from gptlab.analysis.fits import fit_surface
 from gptlab.config import ConfigError, run_config
-from gptlab.config.cooldown import branch_config, cooldown_steps
-from gptlab.config.schedule import Schedule
 from gptlab.config.study import seed_list
 from gptlab.eval import ENTRY as EVAL
+from gptlab.optim.schedule import Schedule
 from gptlab.report import ENTRY as REPORT
+from gptlab.run.branch import branch_config, check_branches, cooldown_steps
+from gptlab.run.curves import FitError
 
 
 def test_one_minus_sqrt_cooldown_by_hand():
@@ -83,7 +84,7 @@ def test_keep_tokens_become_eval_steps():
 ])
 def test_bad_study_and_cooldown_settings_are_refused(args, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        run_config(composed(*args))
+        check_branches(run_config(composed(*args)))  # what compose_run checks
 
 
 def test_seeds_resolver():
@@ -115,7 +116,7 @@ def test_budget_fit_recovers_E_within_its_interval(seed):
     interval of E (t on 2 dof) holds the true E = 4.8."""
     from scipy.stats import t
 
-    from gptlab.analysis.fits import fit_power_law
+    from gptlab.run.curves import fit_power_law
     d = np.array([50, 100, 200, 300, 400]) * 256.0
     y = 4.8 + 60 * d ** -0.35 + np.random.default_rng(seed).normal(0, 0.004, 5)
     f = fit_power_law(d, y)

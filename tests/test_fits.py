@@ -10,10 +10,10 @@ import pytest
 from helpers import run_entry
 from test_report import TINY, fake_run
 
-from gptlab.analysis.fits import MIN_POINTS, FitError, fit_power_law
 from gptlab.analysis.render import write_report
 from gptlab.analysis.runs import ReportError
 from gptlab.report import ENTRY as REPORT
+from gptlab.run.curves import MIN_POINTS, FitError, fit_power_law
 from gptlab.units import parse_count
 
 TOKENS = np.arange(1, 11) * 51_200.0  # ten evals, as a 400-step run of 4 x 64 tokens evaluated every 40 steps

@@ -98,9 +98,9 @@ def test_the_top_level_keeps_only_entry_points_and_shared_plumbing():
     top = {p.stem for p in PKG.glob("*.py")} - {"__init__"}
     assert ENTRY_POINTS <= top
     # machine: the facts a run records, read by training (machine.json) and by eval (a run from another machine)
-    assert top - ENTRY_POINTS == {"cli", "errors", "fs", "runfolder", "devices", "hub", "units", "machine"}
+    assert top - ENTRY_POINTS == {"cli", "errors", "fs", "devices", "hub", "units", "machine"}
     assert {p.name for p in PKG.iterdir() if p.is_dir() and (p / "__init__.py").is_file()} == \
-        {"config", "model", "data", "training", "evaluation", "analysis", "speed"}
+        {"config", "optim", "run", "model", "data", "training", "evaluation", "analysis", "speed"}
 
 
 def test_the_public_api_loads_lazily():
@@ -133,3 +133,89 @@ def test_one_module_writes_files_atomically_and_hashes_them():
     offenders = [str(p.relative_to(PKG)) for p in PKG.rglob("*.py") if p.name != "fs.py"
                  and any(s in p.read_text() for s in ("os.replace(", "os.fsync(", "import hashlib"))]
     assert offenders == []
+
+
+def option_keys() -> set[str]:
+    """The modern options, read from their fields in gptlab/config/schema.py: each field made by option(...)."""
+    tree = ast.parse((PKG / "config" / "schema.py").read_text())
+    gpt = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "GPTConfig")
+    return {s.target.id for s in gpt.body if isinstance(s, ast.AnnAssign) and isinstance(s.value, ast.Call)
+            and getattr(s.value.func, "id", None) == "option"}
+
+
+def option_lists(tree: ast.AST, keys: set[str]) -> list[int]:
+    """The lines of literal tuples, lists, sets and dicts that name two or more of `keys` as strings ('pos' or
+    'pos=rope'): hand-written lists of the options."""
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Tuple, ast.List, ast.Set, ast.Dict)):
+            items = node.keys if isinstance(node, ast.Dict) else node.elts
+            words = [i.value for i in items if isinstance(i, ast.Constant) and isinstance(i.value, str)]
+            named = {w.partition("=")[0] for w in words}
+            if len(named & keys) >= 2:
+                out.append(node.lineno)
+    return out
+
+
+def test_model_option_lists_are_derived_from_the_schema():
+    """Adding a model option touches its field in gptlab/config/schema.py (its metadata) and the block that computes
+    it, nothing else: no other module writes out a list of the options; GPTConfig.options(), architecture_keys(),
+    standard() and tried() derive every one from the fields."""
+    keys = option_keys()
+    assert {"pos", "qk_norm", "norm", "mlp", "tie_embeddings", "logit_softcap", "zero_init"} <= keys
+    assert option_lists(ast.parse('A = ("n_layer", "pos", "mlp")\nB = {"qk_norm=true": 1, "norm=rmsnorm": 2}'),
+                        keys) == [1, 2]  # the finder finds a tuple of keys and a dict of key=value names
+    found = {name: lines for name, tree in modules().items()
+             if name != "gptlab.config.schema" and (lines := option_lists(tree, keys))}
+    assert found == {}, f"hand-written lists of the model options (derive them from GPTConfig): {found}"
+
+
+def target_identity_checks(tree: ast.AST) -> list[int]:
+    """The lines where a component is told apart by the name its _target_ holds: a comparison (==, in, ...) or a
+    startswith/endswith/lower on x["_target_"], x.get("_target_") or a string naming a gptlab class path."""
+    def names_target(node) -> bool:
+        return any((isinstance(n, ast.Constant) and n.value == "_target_") for n in ast.walk(node))
+
+    def class_path(node) -> bool:
+        return isinstance(node, ast.Constant) and isinstance(node.value, str) and \
+            node.value.startswith("gptlab.") and node.value.rsplit(".", 1)[-1][:1].isupper()
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Compare) and any(isinstance(o, (ast.Eq, ast.NotEq, ast.In, ast.NotIn))
+                                                 for o in node.ops):
+            sides = [node.left, *node.comparators]
+            literal = (ast.Constant, ast.Tuple, ast.List, ast.Set)  # "_target_" in spec: the key itself, not a name
+            if any(class_path(s) or (names_target(s) and not isinstance(s, literal)) for s in sides):
+                out.append(node.lineno)
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and \
+                node.func.attr in ("startswith", "endswith", "lower") and names_target(node.func.value):
+            out.append(node.lineno)
+    return sorted(set(out))
+
+
+def test_components_are_told_apart_by_type_not_by_name():
+    """Is this optimizer Muon? Is this callback a drill? Answered by issubclass, never by the _target_ string."""
+    bad = ast.parse('if run.optim["_target_"].endswith("MuonAdamW"): pass\n'
+                    'x = "muon" in run.optim["_target_"].lower()\n'
+                    'y = spec.get("_target_") == "gptlab.training.drills.BatchTrace"\n')
+    assert target_identity_checks(bad) == [1, 2, 3]
+    assert target_identity_checks(ast.parse('ok = "_target_" in spec\nfor k in ("_target_", "_partial_"): pass')) == []
+    found = {name: lines for name, tree in modules().items() if (lines := target_identity_checks(tree))}
+    assert found == {}, f"components told apart by their _target_ string (use issubclass): {found}"
+
+
+LOWER = ("gptlab.config", "gptlab.optim", "gptlab.run", "gptlab.model", "gptlab.data", "gptlab.training",
+         "gptlab.evaluation")  # the library below the command line, and every writer of a run's records
+
+
+def test_training_and_the_run_import_neither_the_command_line_nor_analysis():
+    """Training code writes records; it does not import the command-line layer, an entry point or the analysis that
+    reads them. A run's life (gptlab.run) sits below training: it never imports training."""
+    above = {"gptlab.cli"} | {f"gptlab.{e}" for e in ENTRY_POINTS}
+    bad = []
+    for name, deps in graph().items():
+        if name.startswith(LOWER):
+            bad += [f"{name} -> {d}" for d in deps if d in above or d.startswith("gptlab.analysis")]
+        if name.startswith(("gptlab.run", "gptlab.optim", "gptlab.config")):
+            bad += [f"{name} -> {d}" for d in deps if d.startswith("gptlab.training")]
+    assert bad == []

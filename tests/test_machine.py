@@ -36,7 +36,7 @@ def test_a_difference_is_named_and_a_bit_for_bit_comparison_needs_every_fact():
 
 
 def test_a_resume_on_another_machine_says_so_in_one_line_and_the_first_record_stays(tmp_path, caplog):
-    from gptlab.training.fit import record_machine
+    from gptlab.training.trainer import record_machine
     now = facts()
     record_machine(tmp_path, now, resumed=False)
     assert json.loads((tmp_path / "machine.json").read_text()) == now

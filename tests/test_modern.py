@@ -185,6 +185,46 @@ def test_the_options_are_checked_and_refused_with_mup_in_one_line():
     assert run.model.modern() and run.model.n_embd == 384
 
 
+def test_the_option_lists_are_derived_from_the_schema_and_take_a_new_option(monkeypatch):
+    """Every list of model keys is read from the fields' metadata: the same as the hand-written lists it replaced
+    (written out here), and an option added to the schema is in all of them: the bench tries it, export refuses it."""
+    from dataclasses import make_dataclass
+
+    from gptlab.config.schema import option
+    from gptlab.model.llama import family
+    from gptlab.speed import options as bench
+    assert GPTConfig.options() == ("pos", "qk_norm", "norm", "mlp", "mlp_hidden", "tie_embeddings", "logit_softcap",
+                                   "zero_init")
+    assert GPTConfig.architecture_keys() == (
+        "n_layer", "n_head", "n_embd", "block_size", "vocab_size", "bias", "gelu", "mup_base_width", "mup_base_depth",
+        "pos", "rope_base", "qk_norm", "norm", "mlp", "mlp_hidden", "tie_embeddings", "logit_softcap", "zero_init")
+    assert GPTConfig.standard() == {
+        "mup_base_width": None, "mup_base_depth": None, "pos": "learned", "rope_base": 10000.0, "qk_norm": False,
+        "norm": "layernorm", "mlp": "gelu", "mlp_hidden": None, "tie_embeddings": True, "logit_softcap": None,
+        "zero_init": False}
+    assert list(bench.every().items()) == [
+        ("pos=rope", {"pos": "rope"}), ("qk_norm=true", {"qk_norm": True}), ("norm=rmsnorm", {"norm": "rmsnorm"}),
+        ("mlp=relu2", {"mlp": "relu2"}), ("mlp=swiglu", {"mlp": "swiglu"}),
+        ("tie_embeddings=false", {"tie_embeddings": False}), ("logit_softcap=30", {"logit_softcap": 30.0}),
+        ("zero_init=true", {"zero_init": True})]
+    assert bench.together() == {"pos": "rope", "qk_norm": True, "norm": "rmsnorm", "mlp": "relu2",
+                                "tie_embeddings": False, "logit_softcap": 30.0, "zero_init": True}
+    assert list(bench.variants(["all"]))[-1] == "all together"
+    assert GPTConfig(**BASE, pos="rope", rope_base=500.0, zero_init=True).modern() == ["pos=rope", "zero_init=True"]
+    assert GPTConfig(**BASE, pos="rope", zero_init=True).modern(function=True) == ["pos=rope"]
+
+    Windowed = make_dataclass("Windowed", [("window", int, option(0, tried=[8, 16]))], bases=(GPTConfig,))
+    assert Windowed.options()[-1] == "window" and Windowed.options(function=True)[-1] == "window"
+    assert Windowed.architecture_keys()[-1] == "window" and Windowed.standard()["window"] == 0
+    assert Windowed.tried()["window"] == (8, 16) and Windowed(**BASE, window=8).modern() == ["window=8"]
+    monkeypatch.setattr("gptlab.config.schema.GPTConfig", Windowed)
+    assert list(bench.every())[-2:] == ["window=8", "window=16"] and bench.together()["window"] == 8
+    llama = dict(pos="rope", norm="rmsnorm", mlp="swiglu")
+    assert family(Windowed(**BASE, **llama)) == "llama"
+    with pytest.raises(ConfigError, match=r"^model.window=8: no transformers architecture computes"):
+        family(Windowed(**BASE, **llama, window=8))
+
+
 def test_the_modern_preset_keeps_the_30m_parameter_count_it_states():
     from pathlib import Path
     text = (Path(__file__).resolve().parents[1] / "conf" / "model" / "30m_modern.yaml").read_text()

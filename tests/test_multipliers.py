@@ -12,7 +12,7 @@ from scipy import stats
 
 from gptlab.analysis.arms import compare_arms
 from gptlab.analysis.multipliers import multipliers, sentence, tokens_to
-from gptlab.training.records import time_to
+from gptlab.run.records import time_to
 
 
 def test_the_crossing_is_interpolated_between_the_two_evaluations_around_it():

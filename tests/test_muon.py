@@ -12,9 +12,9 @@ from helpers import composed, run_train, validated
 
 from gptlab import GPT, GPTConfig
 from gptlab.config.presets import preset
-from gptlab.config.schedule import Schedule
-from gptlab.training.muon import MuonAdamW
-from gptlab.training.optimizers import build_optimizer, lr_scheduler, param_groups
+from gptlab.optim.muon import MuonAdamW
+from gptlab.optim.optimizer import build_optimizer, lr_scheduler, param_groups
+from gptlab.optim.schedule import Schedule
 
 CFG = GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=16, vocab_size=96, bias=True)
 ARGS = dict(lr=0.02, weight_decay=0.01, momentum=0.95, nesterov=True, ns_steps=5, adjust_lr_fn="original",

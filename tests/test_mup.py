@@ -17,8 +17,8 @@ from gptlab.machine import facts, same
 from gptlab.model.gpt import GPT
 from gptlab.model.load import load_model
 from gptlab.model.mup import Multipliers
+from gptlab.optim.optimizer import param_groups
 from gptlab.training.coord_check import coord_check
-from gptlab.training.optimizers import param_groups
 
 FIXTURES = ROOT / "tests" / "fixtures"
 sys.path.insert(0, str(FIXTURES))

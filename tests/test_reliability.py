@@ -23,6 +23,7 @@ import torch
 from helpers import ROOT, TINY, run_train
 
 from gptlab import fs
+from gptlab.run.lock import RunFolderError, RunLock, claim
 from gptlab.training.drills import InjectNonFinite
 from gptlab.training.guards import (
     WRITE_DELAY_ENV,
@@ -32,7 +33,6 @@ from gptlab.training.guards import (
     NonFiniteLoss,
     RNGState,
 )
-from gptlab.training.runlock import RunFolderError, RunLock, claim
 
 # --- helpers -----------------------------------------------------------------------------------------------------
 
@@ -382,7 +382,7 @@ def test_nonfinite_loss_cli(tiny_data, tmp_path):
 
 
 def test_resume_drops_a_metrics_row_cut_by_the_kill(tmp_path):
-    from gptlab.training.records import AppendingCSVLogger
+    from gptlab.run.records import AppendingCSVLogger
     header = "epoch,lr,step,tokens,train/loss,val/loss\r\n"
     rows = "0,0.001,0,128.0,10.7,\r\n0,0.002,1,256.0,10.5,\r\n0,,1,256.0,,10.4\r\n0,0.003,2,384.0,10.3,\r\n"
     (tmp_path / "metrics.csv").write_bytes((header + rows + "0,0.003,3,51").encode())  # killed mid-row
@@ -420,7 +420,7 @@ def test_sigkilled_prepare_leaves_nothing_a_run_reads(tmp_path):
 
 # --- one writer per run folder -------------------------------------------------------------------------------------
 
-HOLD = "import sys; from gptlab.training.runlock import RunLock; RunLock(sys.argv[1]).acquire(); " \
+HOLD = "import sys; from gptlab.run.lock import RunLock; RunLock(sys.argv[1]).acquire(); " \
        "print('locked', flush=True); import time; time.sleep(120)"
 
 
@@ -440,7 +440,7 @@ def test_released_lock_leaves_no_file_and_a_stale_open_file_is_not_a_lock(tmp_pa
 
 
 def hold_lock(run_dir) -> subprocess.Popen:
-    """Another process holding the run folder's lock (gptlab.training.runlock imports no torch: this starts in
+    """Another process holding the run folder's lock (gptlab.run.lock imports no torch: this starts in
     ~0.1 s)."""
     p = subprocess.Popen([sys.executable, "-c", HOLD, str(run_dir)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     assert p.stdout.readline().strip() == "locked"

@@ -9,7 +9,7 @@ import pytest
 
 from gptlab.config import ConfigError
 from gptlab.config.presets import preset
-from gptlab.config.schedule import Schedule
+from gptlab.optim.schedule import Schedule
 
 LR, MIN = 1e-3, 1e-4
 
@@ -54,7 +54,7 @@ def test_wsd_is_flat_then_decays_over_the_last_fraction():
 
 def test_a_new_shape_is_one_file_of_existing_pieces():
     """1-sqrt over the whole run, the shape no preset has: one spec, no code."""
-    s = Schedule.of({"_target_": "gptlab.config.schedule.Schedule", "warmup_steps": 10, "decay": "1-sqrt",
+    s = Schedule.of({"_target_": "gptlab.optim.schedule.Schedule", "warmup_steps": 10, "decay": "1-sqrt",
                      "min_lr_ratio": 0.0})
     assert s.factor(55, 100) == pytest.approx(1 - math.sqrt(0.5))
 

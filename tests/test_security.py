@@ -81,7 +81,7 @@ def lightning_load(path):
 
 
 def resume_step(path):
-    from gptlab.training.guards import checkpoint_step
+    from gptlab.model.checkpoint import checkpoint_step
     return checkpoint_step(path)  # what resume= reads first
 
 

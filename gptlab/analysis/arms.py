@@ -16,7 +16,7 @@ import math
 from gptlab.analysis.runs import ReportError
 from gptlab.analysis.stats import difference, holm, summarize
 from gptlab.config.checks import within
-from gptlab.runfolder import flat, label
+from gptlab.run.folder import flat, label
 
 UNPAIRED = ("seed", "optim.lr")  # the keys an arm's runs may differ by
 # config keys that say where and how fast a run ran, or what it printed, not what it computed

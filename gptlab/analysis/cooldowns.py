@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gptlab.analysis.fits import FitError, fit_power_law, fit_record, fit_surface
+from gptlab.analysis.fits import fit_record, fit_surface
 from gptlab.analysis.runs import ReportError, load_run
 from gptlab.analysis.tables import markdown_table, pm
+from gptlab.run.curves import FitError, fit_power_law
 from gptlab.units import human, parse_count
 
 

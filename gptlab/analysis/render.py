@@ -17,7 +17,7 @@ from pathlib import Path
 from gptlab.analysis.arms import compare_arms
 from gptlab.analysis.compare import compare_live
 from gptlab.analysis.cooldowns import cooldown_fits, cooldown_section, cooldowns_json, parse_target, surface_predictions
-from gptlab.analysis.fits import FitError, fit_power_law, fit_record
+from gptlab.analysis.fits import fit_record
 from gptlab.analysis.multipliers import multipliers
 from gptlab.analysis.multipliers import section as multiplier_section
 from gptlab.analysis.plots import (
@@ -35,6 +35,7 @@ from gptlab.analysis.tables import markdown_table, num, pm
 from gptlab.analysis.transfer import lr_transfer, transfer_json, transfer_section
 from gptlab.analysis.verdicts import arms_json, arms_section
 from gptlab.fs import atomic_write_bytes, atomic_write_json
+from gptlab.run.curves import FitError, fit_power_law
 from gptlab.units import human
 
 HEADER = ("run", "parameters", "context", "tokens trained", "tokens/param", "val ppl (final)", "final val loss",

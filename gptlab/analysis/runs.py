@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from gptlab.errors import Refused
-from gptlab.runfolder import METRICS, SUMMARY, label, read_metrics, recorded
+from gptlab.run.folder import METRICS, SUMMARY, label, read_metrics, recorded
 
 RUN_FILES = (SUMMARY, METRICS)
 

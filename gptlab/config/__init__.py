@@ -1,7 +1,7 @@
 """The typed config (no torch): schema.py (training) and commands.py (the other entry points) hold every key's
 default, type, comment and check; store.py registers them with Hydra and builds them; derive.py works out the
-derived values once; presets.py reads conf/; folders.py names a run's folder; help.py writes --help; resume.py and
-cooldown.py make a resumed or branched run's config; schedule.py is the learning-rate schedule.
+derived values once; presets.py reads conf/; folders.py names a run's folder; help.py writes --help; overrides.py
+reads and writes Hydra overrides; components.py checks a component's _target_ and argument types.
 
     python -c "from gptlab.config import GPTConfig; print(GPTConfig())"
 """

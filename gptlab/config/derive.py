@@ -11,7 +11,6 @@ from __future__ import annotations
 from omegaconf import DictConfig, OmegaConf
 
 from gptlab.config.checks import require
-from gptlab.config.cooldown import check_source
 from gptlab.config.schema import Derived, RunConfig
 from gptlab.config.store import build, plain
 from gptlab.devices import resolve_device, visible_gpus
@@ -47,13 +46,6 @@ def derive(run: RunConfig, preset: str | None = None) -> RunConfig:
     run.data.batch_size = micro
     run.derived = Derived(device=device, block_size=block, devices=per_node, world_size=world, micro_batch=micro,
                           accumulation=accum, tokens_per_step=tokens, keep_steps=keep_steps(run, tokens))
-    if run.cooldown.branches:  # refused now, not after the run when its branches start
-        require(run.derived.keep_steps, "cooldown.branches=true needs trainer.keep_tokens: the budgets to branch from")
-        require(world == 1, "cooldown.branches=true runs its branches in this process, on one device; on several, "
-                "branch each kept checkpoint with its own command: python -m gptlab.train "
-                "branch=<run>/checkpoints/step-000400.ckpt")
-        for step in run.derived.keep_steps:
-            check_source(run.sched, run.trainer.max_steps, step, "trainer.keep_tokens")
     return run
 
 

@@ -4,7 +4,7 @@
     srun python -m gptlab.train trainer=ddp ... # inside an sbatch job: runs/slurm-<job id>, the same on every task
 
 Every task of a SLURM job resolves the same folder (a timestamp could differ between nodes), and so does the job
-when SLURM requeues it: its own command then continues its own run (gptlab/training/compose.py, requeued()).
+when SLURM requeues it: its own command then continues its own run (gptlab/run/resume.py, requeued()).
 """
 from __future__ import annotations
 

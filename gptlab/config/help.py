@@ -58,18 +58,23 @@ def text(name: str, doc: str, cfg, aliases: dict[str, str], positional: tuple[st
     lines += [group_line(g, c, notes) for g, c in choices.items() if g not in cfg]  # experiment, ...
     return "\n".join(lines)
 
+TORCH_FREE = ("gptlab.config.", "gptlab.optim.schedule.")  # modules --help may import for a component's fields
+
 
 def schema_defaults(node, top: str, notes: dict) -> list[tuple[str, object]]:
     """A component that is a gptlab config dataclass (sched: Schedule): its fields the preset leaves at their
     defaults, with the comments from the class, its one source."""
     import dataclasses
 
+    from gptlab.config.schema import Schema
     from gptlab.config.store import field_comments
     target = node.get("_target_") if "_target_" in node else None
-    if not isinstance(target, str) or not target.startswith("gptlab.config."):
+    if not isinstance(target, str) or not target.startswith(TORCH_FREE):  # --help imports no torch
         return []
     from hydra.utils import get_object
     cls = get_object(target)
+    if not (isinstance(cls, type) and issubclass(cls, Schema)):
+        return []
     for name, text in field_comments(cls).items():
         notes.setdefault(f"{top}.{name}", text)
     return [(f.name, f.default) for f in dataclasses.fields(cls) if f.name not in node]

@@ -11,7 +11,7 @@ arguments, in one YAML file of its group (conf/optim/adamw.yaml), checked agains
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from omegaconf import MISSING
@@ -23,6 +23,42 @@ GELUS = ("tanh", "none")
 POSITIONS, NORMS, MLPS = ("learned", "rope"), ("layernorm", "rmsnorm"), ("gelu", "relu2", "swiglu")
 DECAY_SHAPES = ("linear", "1-sqrt")
 HEAD_DTYPES = ("auto", "exact", "bf16")  # output layer weights while decoding (gptlab.model.sampling)
+
+
+# Each model key names its role in its field's metadata, and every list of keys (the options, the architecture, the
+# standard parametrisation, what the speed bench tries) is derived from it by GPTConfig's class methods: adding an
+# option touches its field here and the block that computes it (gptlab/model/blocks.py, gpt.py), nothing else.
+def model_key(role: str, default, **meta):
+    """A GPTConfig field whose metadata holds its role (and an option's bench values)."""
+    return field(default=default, metadata={"role": role, **meta})
+
+
+def gpt2(default):
+    """A key GPT-2 itself has, so every checkpoint records it: the weights' shapes and the function."""
+    return model_key("gpt2", default)
+
+
+def regularisation(default):
+    """A key that changes training only, not the weights' shapes or the function they compute (dropout)."""
+    return model_key("regularisation", default)
+
+
+def mup(default=None):
+    """A parametrisation key: how the rates and multipliers scale (muP); null is GPT-2's standard one."""
+    return model_key("parametrisation", default)
+
+
+def option(default=None, tried=(), function: bool = True):
+    """A modern option: GPT-2's choice as its default; `tried`, the value (or list of values) python -m gptlab.bench
+    options=[all] tries it at, none for a width like mlp_hidden; function=False: it changes only the weights (their
+    initialisation or tying), not the function they compute, so any transformers architecture has it."""
+    tried = tuple(tried) if isinstance(tried, (list, tuple)) else (tried,)
+    return model_key("option", default, tried=tried, function=function)
+
+
+def setting(default):
+    """A setting of an option that changes nothing alone (rope_base, read only under pos=rope)."""
+    return model_key("setting", default)
 
 
 class Schema:
@@ -37,25 +73,31 @@ class Schema:
 
 @dataclass
 class GPTConfig(Schema):
-    n_layer: int = 12  # transformer blocks
-    n_head: int = 12  # attention heads per block
-    n_embd: int = 768  # residual stream width; the 50k-token head costs 6 x 50304 x n_embd FLOPs a token
-    block_size: int = 1024  # maximum context length (position embeddings)
-    vocab_size: int = 50304  # GPT-2's 50257 padded up to a multiple of 64 for speed
-    bias: bool = True  # biases in Linear and LayerNorm, as GPT-2 has
-    dropout: float = 0.0  # 0 for pretraining, try 0.1 for fine-tuning
-    gelu: str = "tanh"  # tanh (GPT-2's approximation, exact parity) or none (erf)
-    mup_base_width: int | None = None  # muP relative to this width: a rate tuned there holds at any n_embd; null: off
-    mup_base_depth: int | None = None  # depth-muP relative to this n_layer: branches x sqrt(base / n_layer); null: off
-    pos: str = "learned"  # learned (GPT-2's wpe) | rope (rotary: q and k rotated by position, Su et al. 2021)
-    rope_base: float = 10000.0  # rope's base: frequencies base^(-2i / head_dim)
-    qk_norm: bool = False  # RMSNorm on each head's queries and keys before attention (Qwen3, modded-nanogpt)
-    norm: str = "layernorm"  # layernorm (GPT-2) | rmsnorm (a gain, no mean, no bias: Llama)
-    mlp: str = "gelu"  # gelu (GPT-2) | relu2 (ReLU squared: Primer, modded-nanogpt) | swiglu (SiLU-gated: Llama)
-    mlp_hidden: int | None = None  # MLP width; null = 4 x n_embd, or 8/3 x n_embd for swiglu (the same parameters)
-    tie_embeddings: bool = True  # the output layer shares wte's matrix (GPT-2); false: a head of its own
-    logit_softcap: float | None = None  # null: none; c: logits c tanh(z / c) (Gemma 2, modded-nanogpt: 30)
-    zero_init: bool = False  # zero-initialised output projections (attn and mlp c_proj, an untied head)
+    n_layer: int = gpt2(12)  # transformer blocks
+    n_head: int = gpt2(12)  # attention heads per block
+    n_embd: int = gpt2(768)  # residual stream width; the 50k-token head costs 6 x 50304 x n_embd FLOPs a token
+    block_size: int = gpt2(1024)  # maximum context length (position embeddings)
+    vocab_size: int = gpt2(50304)  # GPT-2's 50257 padded up to a multiple of 64 for speed
+    bias: bool = gpt2(True)  # biases in Linear and LayerNorm, as GPT-2 has
+    dropout: float = regularisation(0.0)  # 0 for pretraining, try 0.1 for fine-tuning
+    gelu: str = gpt2("tanh")  # tanh (GPT-2's approximation, exact parity) or none (erf)
+    mup_base_width: int | None = mup()  # muP relative to this width: a rate tuned there holds at any n_embd; null: off
+    mup_base_depth: int | None = mup()  # depth-muP relative to this n_layer: branches x sqrt(base / n_layer); null: off
+    pos: str = option(  # learned (GPT-2's wpe) | rope (rotary: q and k rotated by position, Su et al. 2021)
+        "learned", tried="rope")
+    rope_base: float = setting(10000.0)  # rope's base: frequencies base^(-2i / head_dim)
+    qk_norm: bool = option(  # RMSNorm on each head's queries and keys before attention (Qwen3, modded-nanogpt)
+        False, tried=True)
+    norm: str = option("layernorm", tried="rmsnorm")  # layernorm (GPT-2) | rmsnorm (a gain, no mean, no bias: Llama)
+    mlp: str = option(  # gelu (GPT-2) | relu2 (ReLU squared: Primer, modded-nanogpt) | swiglu (SiLU-gated: Llama)
+        "gelu", tried=["relu2", "swiglu"])
+    mlp_hidden: int | None = option()  # MLP width; null = 4 x n_embd, or 8/3 x n_embd for swiglu (the same parameters)
+    tie_embeddings: bool = option(  # the output layer shares wte's matrix (GPT-2); false: a head of its own
+        True, tried=False, function=False)
+    logit_softcap: float | None = option(  # null: none; c: logits c tanh(z / c) (Gemma 2, modded-nanogpt: 30)
+        None, tried=30.0)
+    zero_init: bool = option(  # zero-initialised output projections (attn and mlp c_proj, an untied head)
+        False, tried=True, function=False)
 
     def check(self):
         must(is_int(self.n_layer) and self.n_layer >= 0, "n_layer", "an integer >= 0", self.n_layer)  # 0: a bigram
@@ -83,11 +125,40 @@ class GPTConfig(Schema):
             raise ConfigError(f"mup_base_width / mup_base_depth with {', '.join(modern)}: muP's multipliers are "
                               "stated and checked for GPT-2's block only; drop the muP key or those options")
 
-    def modern(self) -> list[str]:
-        """The options set away from GPT-2's block, as key=value (empty for GPT-2)."""
-        base = GPTConfig.__dataclass_fields__
-        keys = ("pos", "qk_norm", "norm", "mlp", "mlp_hidden", "tie_embeddings", "logit_softcap", "zero_init")
-        return [f"{k}={getattr(self, k)}" for k in keys if getattr(self, k) != base[k].default]
+    def modern(self, function: bool = False) -> list[str]:
+        """The options set away from GPT-2's block, as key=value (empty for GPT-2); function=True: only those that
+        change the function the weights compute (not zero_init or tie_embeddings, which change only the weights)."""
+        defaults = {f.name: f.default for f in fields(self)}
+        return [f"{k}={getattr(self, k)}" for k in self.options(function) if getattr(self, k) != defaults[k]]
+
+    @classmethod
+    def role_keys(cls, *roles: str) -> tuple[str, ...]:
+        """The keys whose field has one of these roles (gpt2, regularisation, parametrisation, option, setting), in
+        field order: every list of model keys is one of these, so none is written out anywhere else."""
+        return tuple(f.name for f in fields(cls) if f.metadata.get("role") in roles)
+
+    @classmethod
+    def options(cls, function: bool = False) -> tuple[str, ...]:
+        """The modern options' keys (function=True: only those that change the function the weights compute)."""
+        return tuple(f.name for f in fields(cls) if f.metadata.get("role") == "option"
+                     and (f.metadata["function"] or not function))
+
+    @classmethod
+    def architecture_keys(cls) -> tuple[str, ...]:
+        """Every key that fixes the weights' shapes or the function they compute: all but dropout's role."""
+        return cls.role_keys("gpt2", "parametrisation", "option", "setting")
+
+    @classmethod
+    def standard(cls) -> dict[str, Any]:
+        """What weights saved without the keys GPT-2 lacks were: those keys' defaults (the standard parametrisation,
+        GPT-2's block), for a GPT-2 checkpoint or a run from before muP and the options."""
+        beyond_gpt2 = cls.role_keys("parametrisation", "option", "setting")
+        return {f.name: f.default for f in fields(cls) if f.name in beyond_gpt2}
+
+    @classmethod
+    def tried(cls) -> dict[str, tuple]:
+        """option -> the values the speed bench tries it at, each alone (and the first of each all together)."""
+        return {f.name: f.metadata["tried"] for f in fields(cls) if f.metadata.get("tried")}
 
 
 @dataclass
@@ -234,7 +305,7 @@ class Derived:
 
 @dataclass
 class RunConfig(Schema):
-    """One training run: conf/train.yaml's schema, and what gptlab.training.fit takes."""
+    """One training run: conf/train.yaml's schema, and what gptlab.training.trainer takes."""
     model: GPTConfig = field(default_factory=GPTConfig)  # the GPT's shape: conf/model/<preset>.yaml
     data: DataConfig = field(default_factory=DataConfig)  # the prepared corpus and the batch: conf/data/<name>.yaml
     optim: dict = field(default_factory=dict)  # the optimizer: conf/optim/<name>.yaml (_target_ and its arguments)

@@ -237,9 +237,10 @@ def task_names(tasks) -> list[str]:
 
 def task(name: str) -> Task:
     """The Task conf/task/<name>.yaml builds."""
+    from gptlab.config.components import component_class
     from gptlab.config.presets import preset
     spec = preset("task", task_names([name])[0])
-    if spec.get("_target_") != f"{__name__}.Task":
+    if component_class(spec.get("_target_")) is not Task:
         raise TaskError(f"conf/task/{name}.yaml: _target_ must be {__name__}.Task")
     return Task(name=name, **{k: v for k, v in spec.items() if k != "_target_"})
 

@@ -119,3 +119,12 @@ def save_checkpoint(model: GPT, path: str | Path) -> Path:
     with atomic_file(path) as f:
         torch.save(ckpt, f)
     return Path(path)
+
+
+def checkpoint_step(path) -> int:
+    """global_step of a training checkpoint, read with weights_only=True; LoadError if the file is not one."""
+    ckpt = read_checkpoint(path)
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("global_step"), int) or "optimizer_states" not in ckpt:
+        raise LoadError(f"{path}: not a gptlab training checkpoint (it needs global_step and optimizer states); "
+                        "resume= takes a run folder or a checkpoints/last.ckpt written by gptlab.train")
+    return ckpt["global_step"]

@@ -124,7 +124,7 @@ class GPT(nn.Module):
         return c * torch.tanh(z / c) if c else z
 
     def param_roles(self) -> dict[str, list[tuple[str, nn.Parameter]]]:
-        """The model's trainable tensors by role, in parameter order, for every optimizer (training/optimizers.py):
+        """The model's trainable tensors by role, in parameter order, for every optimizer (optim/optimizer.py):
         embedding (wte, wpe; wte is also the tied head), hidden (the matrices inside blocks: muP's and Muon's),
         head (an untied output matrix: none while tied) and gain (LayerNorm gains and every bias)."""
         roles = {"embedding": [], "hidden": [], "head": [], "gain": []}

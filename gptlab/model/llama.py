@@ -17,16 +17,19 @@ import torch
 from gptlab.config import ConfigError, GPTConfig
 from gptlab.model.blocks import RMS_EPS, mlp_width
 
-LLAMA = {"pos": "rope", "norm": "rmsnorm", "mlp": "swiglu", "bias": False, "logit_softcap": None}
+LLAMA = dict(pos="rope", norm="rmsnorm", mlp="swiglu", bias=False)  # Llama's block (Qwen3 adds qk_norm)
 
 
 def family(c: GPTConfig) -> str:
     """gpt2, llama or qwen3: the transformers architecture that computes this config's function; ConfigError
-    naming the first option none of them has."""
-    function = [o for o in c.modern() if not o.startswith(("zero_init", "tie_embeddings"))]
-    if not function:  # GPT-2's block, its head tied or not
+    naming the first option none of them has (every option that changes the function, the schema says which, is
+    Llama's or at GPT-2's default, so a new option is refused until it is mapped here)."""
+    if not c.modern(function=True):  # GPT-2's block, its head tied or not, zero-initialised or not
         return "gpt2"
-    wrong = [f"{k}={getattr(c, k)}" for k, want in LLAMA.items() if getattr(c, k) != want]
+    # Llama's block (Qwen3's with qk_norm) of any MLP width (intermediate_size), every other option at its default
+    llama = type(c)(**LLAMA, qk_norm=c.qk_norm, mlp_hidden=c.mlp_hidden)
+    keys = (*c.options(function=True), "bias")
+    wrong = [f"{k}={getattr(c, k)}" for k in keys if getattr(c, k) != getattr(llama, k)]
     if wrong:
         raise ConfigError(f"model.{wrong[0]}: no transformers architecture computes this model's function (GPT-2: "
                           "learned positions, LayerNorm, GELU, a tied head; Llama: pos=rope, norm=rmsnorm, "

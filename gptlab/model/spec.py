@@ -107,12 +107,6 @@ def check_reachable(spec) -> None:
 # GPT-2's released shapes (the Hugging Face configs), so init=hf:<name> is checked without downloading anything
 HF_SHAPES = {"gpt2": (12, 12, 768), "gpt2-medium": (24, 16, 1024), "gpt2-large": (36, 20, 1280),
              "gpt2-xl": (48, 25, 1600)}
-ARCH_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "vocab_size", "bias", "gelu", "mup_base_width",
-             "mup_base_depth", "pos", "rope_base", "qk_norm", "norm", "mlp", "mlp_hidden", "tie_embeddings",
-             "logit_softcap", "zero_init")  # every key that shapes the weights or the function
-PARAMETRISATION = {"mup_base_width": None, "mup_base_depth": None, "pos": "learned", "rope_base": 10000.0,
-                   "qk_norm": False, "norm": "layernorm", "mlp": "gelu", "mlp_hidden": None, "tie_embeddings": True,
-                   "logit_softcap": None, "zero_init": False}  # what weights saved without these keys were: GPT-2
 
 
 def architecture(spec, keep=(), into=None) -> dict:
@@ -120,13 +114,15 @@ def architecture(spec, keep=(), into=None) -> dict:
     folder's config.yaml, a checkpoint's hyper_parameters, a GPT-2 name or a Hugging Face folder's config.json.
     With `into` (the configured model), a line says which keys the weights change. ConfigError when it is missing."""
     from gptlab.config.checks import ConfigError
+    from gptlab.config.schema import GPTConfig
     s = canonical(spec)
     if not s.startswith("hf:") and not Path(s).exists():
         raise ConfigError(f"init={s}: no such run folder or .ckpt file (or write hf:<name> for Hugging Face)")
     if (msg := check_spec(s)) is not None:
         raise ConfigError(f"init={s}: {msg}")
-    arch = {**PARAMETRISATION, **_read_architecture(s)}  # GPT-2 and runs from before muP: standard
-    arch = {k: v for k, v in arch.items() if k in ARCH_KEYS and k not in keep}
+    arch = {**GPTConfig.standard(), **_read_architecture(s)}  # GPT-2 and runs from before muP and the options
+    shaping = GPTConfig.architecture_keys()  # every key that shapes the weights or the function: all but dropout
+    arch = {k: v for k, v in arch.items() if k in shaping and k not in keep}
     changed = {k: v for k, v in arch.items() if into is not None and into.get(k) != v}
     if changed:
         print(f"init={s}: model architecture taken from the weights: {changed}")

@@ -14,12 +14,25 @@ import copy
 import statistics
 from dataclasses import asdict, replace
 
-EVERY = {"pos=rope": {"pos": "rope"}, "qk_norm=true": {"qk_norm": True}, "norm=rmsnorm": {"norm": "rmsnorm"},
-         "mlp=relu2": {"mlp": "relu2"}, "mlp=swiglu": {"mlp": "swiglu"},
-         "tie_embeddings=false": {"tie_embeddings": False}, "logit_softcap=30": {"logit_softcap": 30.0},
-         "zero_init=true": {"zero_init": True}}
-TOGETHER = {"pos": "rope", "qk_norm": True, "norm": "rmsnorm", "mlp": "relu2", "tie_embeddings": False,
-            "logit_softcap": 30.0, "zero_init": True}
+
+def every() -> dict[str, dict]:
+    """name -> model keys: each option alone at each value it is tried at (the schema's `tried`), named as written
+    on the command line (pos=rope, mlp=swiglu, logit_softcap=30), in the schema's order."""
+    from gptlab.config.schema import GPTConfig
+    return {f"{key}={written(v)}": {key: v} for key, values in GPTConfig.tried().items() for v in values}
+
+
+def together() -> dict:
+    """Every option at once, each at the first value it is tried at."""
+    from gptlab.config.schema import GPTConfig
+    return {key: values[0] for key, values in GPTConfig.tried().items()}
+
+
+def written(v) -> str:
+    """A value as a command line writes it: true, false, 30 (a whole float without its .0), rope."""
+    if isinstance(v, bool):
+        return str(v).lower()
+    return f"{v:g}" if isinstance(v, float) else str(v)
 
 
 def variants(options: list[str]) -> dict[str, dict]:
@@ -28,9 +41,9 @@ def variants(options: list[str]) -> dict[str, dict]:
     from omegaconf import OmegaConf
     out = {"block as configured": {}}
     if "all" in options:
-        return {**out, **EVERY, "all together": TOGETHER}
+        return {**out, **every(), "all together": together()}
     if "together" in options:
-        return {**out, "all together": TOGETHER}
+        return {**out, "all together": together()}
     for opt in options:
         key, _, value = opt.partition("=")
         out[opt] = {key: OmegaConf.create(f"v: {value}").v}

@@ -51,10 +51,10 @@ class Setup:
         import torch
 
         from gptlab.config import GPTConfig
-        from gptlab.config.schedule import Schedule
         from gptlab.model.gpt import GPT
-        from gptlab.training.fit import precision
+        from gptlab.optim.schedule import Schedule
         from gptlab.training.hardware import cpu_fast_math, cuda_fast_math, use_compile, use_cuda
+        from gptlab.training.trainer import precision
         self.cuda = use_cuda(cfg.trainer.accelerator)
         self.device = torch.device("cuda" if self.cuda else "cpu")
         cpu_fast_math()  # as gptlab.train runs: every path (nanoGPT-style included) with glibc malloc tuned
@@ -110,7 +110,7 @@ class BareLoop:
     def __init__(self, s: Setup, nanogpt: bool):
         import torch
 
-        from gptlab.training.optimizers import build_optimizer, lr_scheduler
+        from gptlab.optim.optimizer import build_optimizer, lr_scheduler
         self.s, self.full_logits = s, nanogpt
         self.model = s.new_model()
         self.forward = torch.compile(self.model) if s.compile else self.model
@@ -223,9 +223,9 @@ def run_lightning(s: Setup, others: Interleave, rounds: Rounds, cfg, run_dir: Pa
     import lightning as L
     import torch
 
-    from gptlab.training.fit import step_callbacks
+    from gptlab.run.records import AppendingCSVLogger
     from gptlab.training.module import GPTModule
-    from gptlab.training.records import AppendingCSVLogger
+    from gptlab.training.trainer import step_callbacks
 
     tokens = s.batch * s.block
     module = GPTModule(model=s.model_cfg, optim=s.optim_cfg, sched=s.sched_cfg, max_steps=s.max_steps,

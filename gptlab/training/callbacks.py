@@ -4,6 +4,7 @@
 """
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -15,6 +16,7 @@ import torch
 from lightning.pytorch import Callback
 from tqdm.auto import tqdm
 
+from gptlab.run.folder import kept_name
 from gptlab.training.hardware import device_peak, mfu_refusal
 
 
@@ -54,7 +56,6 @@ class Throughput(Callback):
         if peak and achieved <= peak:
             pl_module.log("mfu", achieved / peak)
         elif peak and not self.refused and trainer.is_global_zero:
-            import logging
             self.refused = True
             how = self.how + (f", x {trainer.world_size} devices" if trainer.world_size > 1 else "")
             logging.getLogger("gptlab").warning(mfu_refusal(achieved, peak, how, "trainer.peak_flops"))
@@ -130,9 +131,9 @@ class Clocks(Callback):
 
     Exactly one clock runs at a time, so the four add up to the invocation's time up to the end of training. A
     checkpoint holds the clocks as they stood when its write began: the last write of an invocation that stops is in
-    its summary, and not in what a resume restores. Each
-    validation row of metrics.csv carries train_s and val_s as they stand then. On a GPU each switch waits for the
-    device, so that a kernel queued by one kind of work is not timed as the next.
+    its summary, and not in what a resume restores. Each validation row of metrics.csv carries train_s and val_s as
+    they stand then. On a GPU each switch waits for the device, so that a kernel queued by one kind of work is not
+    timed as the next.
     """
 
     KINDS = ("train_s", "val_s", "ckpt_s", "startup_s")
@@ -356,6 +357,3 @@ class KeptCheckpoints(Callback):
         if trainer.state.fn == "fit" and step in self.steps:
             trainer.save_checkpoint(self.dirpath / kept_name(step))
 
-
-def kept_name(step: int) -> str:
-    return f"step-{step:06d}.ckpt"

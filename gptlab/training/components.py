@@ -1,6 +1,7 @@
 """Components built from config: the optimizer, the schedule, the loggers and the callbacks are each a `_target_`
 with its arguments in one YAML file of their group. This module checks them (before anything is built) and builds
-the loggers and callbacks; optimizers.py builds the optimizer.
+the loggers and callbacks; gptlab/optim/optimizer.py builds the optimizer, gptlab/config/components.py holds the
+checks that need no torch.
 
     python -m gptlab.train +callbacks.ranks._target_=gptlab.training.callbacks.RankReport
     python -m gptlab.train +callbacks.x._target_=os.system        # -> refused, exit 2: only gptlab.*, torch.*, ...
@@ -15,33 +16,10 @@ from __future__ import annotations
 
 import math
 
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import OmegaConf
 
 from gptlab.config import ConfigError
-
-ALLOWED_ROOTS = ("gptlab", "torch", "lightning")  # packages whose classes a config's _target_ may name
-GROUPS = ("optim", "sched", "logger", "callbacks")  # the component groups of a run
-NAMED = ("logger", "callbacks")  # groups holding several components, one per key
-
-
-def find_targets(node, where: str):
-    """(dotted key, value) of every _target_ in a config subtree."""
-    if isinstance(node, (dict, DictConfig)):
-        for k, v in node.items():
-            if k == "_target_":
-                yield where, v
-            else:
-                yield from find_targets(v, f"{where}.{k}")
-    elif isinstance(node, (list, ListConfig)):
-        for i, v in enumerate(node):
-            yield from find_targets(v, f"{where}[{i}]")
-
-
-def check_root(where: str, target) -> None:
-    """Refused by its name alone (nothing imported) unless it lies under gptlab, torch or lightning."""
-    if not isinstance(target, str) or target.split(".")[0] not in ALLOWED_ROOTS:
-        raise ConfigError(f"{where}._target_={target!r}: only classes from "
-                          f"{', '.join(f'{r}.*' for r in ALLOWED_ROOTS)} may be instantiated")
+from gptlab.config.components import ALLOWED_ROOTS, GROUPS, NAMED, check_root, check_types, find_targets, numbers
 
 
 def check_target(where: str, target, base: type | None = None):
@@ -106,45 +84,11 @@ def loggers(node) -> list:
     return instantiate(node, "logger", Logger)
 
 
-def kind(value) -> str | None:
-    """What a preset value says about the values that may replace it; None: anything (a null in the preset)."""
-    if isinstance(value, str) and value.startswith("${oc.select:") and "," in value:  # its fallback's kind
-        value = OmegaConf.create(f"v: {value[len('${oc.select:'):-1].split(',', 1)[1]}").v  # as Hydra reads YAML
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return "true or false"
-    if isinstance(value, int | float):
-        return "an integer" if isinstance(value, int) else "a number"
-    return {str: "text", list: "a list", dict: "a mapping"}.get(type(value))
-
-
-def fits(value, want: str) -> bool:
-    if want == "a number":
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if want == "an integer":
-        return isinstance(value, int) and not isinstance(value, bool)
-    return want == {bool: "true or false", str: "text", list: "a list", dict: "a mapping"}.get(type(value), want)
-
-
-def check_types(spec, preset, where: str) -> None:
-    """Every key the preset sets keeps its type: optim.lr=abc -> 'optim.lr must be a number, got 'abc''."""
-    for key, value in (spec or {}).items():
-        if key not in (preset or {}) or key.startswith("_"):
-            continue
-        if isinstance(value, dict) and isinstance(preset[key], dict):
-            check_types(value, preset[key], f"{where}.{key}")
-            continue
-        want = kind(preset[key])
-        if want and value is not None and not fits(value, want):
-            raise ConfigError(f"{where}.{key} must be {want}, got {value!r}")
-
-
 def check_offline(run) -> None:
     """What can be checked without importing torch: every _target_'s package, the argument types against the
     group's preset file, the schedule itself (a gptlab dataclass with its own checks)."""
     from gptlab.config.presets import preset
-    from gptlab.config.schedule import Schedule
+    from gptlab.optim.schedule import Schedule
     for group in GROUPS:
         node = getattr(run, group)
         for where, target in find_targets(node, group):
@@ -163,33 +107,26 @@ def check_offline(run) -> None:
     Schedule.of(run.sched)
 
 
-def numbers(node, where: str):
-    """(dotted key, value) of every int or float in a component's arguments."""
-    if isinstance(node, dict):
-        for k, v in node.items():
-            yield from numbers(v, f"{where}.{k}")
-    elif isinstance(node, list):
-        for i, v in enumerate(node):
-            yield from numbers(v, f"{where}[{i}]")
-    elif isinstance(node, int | float) and not isinstance(node, bool):
-        yield where, node
-
-
 def check_optimizer(run) -> None:
     """The optimizer built once over a dummy matrix, so its own checks refuse a bad value (torch's 'Invalid
-    learning rate', an unknown argument) in one line before the run starts."""
+    learning rate', an unknown argument) in one line before the run starts; an orthogonalising optimizer (Muon) is
+    refused with muP and with FSDP, told apart by its class."""
     import torch
 
-    from gptlab.training.optimizers import optimizer_arguments
-    check_target("optim", run.optim["_target_"], None)
-    if run.optim["_target_"].endswith("MuonAdamW") and run.model.mup_base_width:
+    from gptlab.optim.muon import MuonAdamW
+    from gptlab.optim.optimizer import optimizer_arguments
+    cls = check_target("optim", run.optim["_target_"], None)
+    muon = isinstance(cls, type) and issubclass(cls, (MuonAdamW, torch.optim.Muon))
+    if muon and run.model.mup_base_width:
         raise ConfigError("optim=muon with model.mup_base_width: Muon's orthogonalised update already sets each "
                           "matrix's step size by its shape, and muP's per-group Adam rates do not apply to it; drop "
                           "model.mup_base_width, or use optim=adamw for muP")
-    from hydra.utils import get_object
+    if muon and run.trainer.strategy == "fsdp":
+        raise ConfigError("optim=muon orthogonalises each whole weight matrix, and trainer.strategy=fsdp shards them; "
+                          "use trainer=ddp with Muon, or optim=adamw with FSDP")
     w = torch.nn.Parameter(torch.zeros(2, 2))
     groups = [{"params": [w], "role": "hidden"}, {"params": [torch.nn.Parameter(torch.zeros(2))], "role": "gain"}]
     try:
-        get_object(run.optim["_target_"])(groups, **optimizer_arguments(run.optim))
+        cls(groups, **optimizer_arguments(run.optim))
     except (TypeError, ValueError, RuntimeError) as e:
         raise ConfigError(f"optim ({run.optim['_target_']}): {str(e).splitlines()[0]}") from None

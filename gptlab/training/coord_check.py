@@ -16,7 +16,7 @@ import torch
 from gptlab.config import GPTConfig
 from gptlab.config.presets import preset
 from gptlab.model.gpt import GPT
-from gptlab.training.optimizers import param_groups
+from gptlab.optim.optimizer import param_groups
 
 VOCAB, BLOCK, BATCH = 256, 32, 8  # a small vocabulary keeps the readout cheap: width is what varies
 

@@ -1,9 +1,11 @@
-"""Fault drills for tests and rehearsals: record what each step read or each save, or break the weights at a step.
+"""Fault drills: rehearse a failure before it happens in a long run. Record what each step read or each save, or break
+the weights at a step, then check that a kill, a resume or the non-finite guard does what docs/crash_safety.md says.
 
     python -m gptlab.train +callbacks.trace._target_=gptlab.training.drills.BatchTrace +callbacks.trace.path=t.txt
     python -m gptlab.train +callbacks.nan._target_=gptlab.training.drills.InjectNonFinite +callbacks.nan.step=7
 
-They are ordinary Lightning callbacks, so a config's callbacks.* may name them (gptlab/training/components.py).
+They are Lightning callbacks, so a config's callbacks.* names them; each is also a gptlab.run.resume.Drill, which
+is how a resume knows it may move or disarm one (callbacks.nan.step=1000): rehearsal gear, not the run's computation.
 """
 from __future__ import annotations
 
@@ -14,8 +16,10 @@ import zlib
 import torch
 from lightning.pytorch import Callback
 
+from gptlab.run.resume import Drill
 
-class BatchTrace(Callback):
+
+class BatchTrace(Drill, Callback):
     """Drill: appends `pid step k crc32` to `path` for every training micro batch, where step is the optimizer step
     it belongs to, k the stream position the datamodule counted (data.py: batch k is a pure function of k) and
     crc32 the checksum of its input tokens. One O_APPEND write per line: a SIGKILL loses at most the line in flight."""
@@ -33,7 +37,7 @@ class BatchTrace(Callback):
             os.close(fd)
 
 
-class InjectNonFinite(Callback):
+class InjectNonFinite(Drill, Callback):
     """Drill: at optimizer step `step`, fills the final LayerNorm's gain with `value` (nan or inf), as a diverging run
     would, so the loss turns non-finite from that step on."""
 
@@ -48,7 +52,7 @@ class InjectNonFinite(Callback):
                 pl_module.model.transformer.ln_f.weight.fill_(self.value)
 
 
-class SaveTrace(Callback):
+class SaveTrace(Drill, Callback):
     """Drill: appends `rank step` to `path` each time a checkpoint is made (every rank takes part in each save; rank
     0 writes the file), so a test can count the saves a stop makes."""
 

@@ -10,7 +10,7 @@
   takes in its effects: the checkpoints on disk are the last good state.
 - RNGState stores torch's random state in checkpoints, so a resumed run draws the same dropout masks as an
   uninterrupted one (the data stream needs none: it is a pure function of the batch index).
-Drills for tests (a batch trace, an injected NaN) live in gptlab/training/drills.py.
+Fault drills (a batch trace, an injected NaN) live in gptlab/training/drills.py (docs/crash_safety.md).
 """
 from __future__ import annotations
 
@@ -90,14 +90,6 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise
 
 
-def checkpoint_step(path) -> int:
-    """global_step of a training checkpoint, read with weights_only=True; LoadError if the file is not one."""
-    from gptlab.model.checkpoint import LoadError, read_checkpoint
-    ckpt = read_checkpoint(path)
-    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("global_step"), int) or "optimizer_states" not in ckpt:
-        raise LoadError(f"{path}: not a gptlab training checkpoint (it needs global_step and optimizer states); "
-                        "resume= takes a run folder or a checkpoints/last.ckpt written by gptlab.train")
-    return ckpt["global_step"]
 
 
 class FiniteLossGuard(Callback):
@@ -155,6 +147,7 @@ class FiniteLossGuard(Callback):
         last = self.ckpt_dir / "last.ckpt" if self.ckpt_dir else None
         if last is None or not last.is_file():
             return "No checkpoint had been written yet. "
+        from gptlab.model.checkpoint import checkpoint_step
         try:
             return f"The last good checkpoint is {last} (step {checkpoint_step(last)}). "
         except Exception:  # naming it is a courtesy: never hide the real error behind a read failure

@@ -86,7 +86,7 @@ def wandb_logger(*, save_dir: str, project: str, group: str | None, name: str | 
     run_dir = Path(save_dir)
     id_file = run_dir / "wandb_id.txt"  # the same W&B run continues after a resume
     run_id = id_file.read_text().strip() if id_file.exists() else uuid.uuid4().hex[:12]
-    from gptlab.training.runlock import launcher_rank
+    from gptlab.run.lock import launcher_rank
     if launcher_rank() == 0:  # Lightning starts W&B on rank 0 only; the other ranks write nothing
         atomic_write_text(id_file, run_id)
     args = dict(project=project, group=group, name=name or run_dir.name, save_dir=str(run_dir), id=run_id,

@@ -12,9 +12,9 @@ import torch
 from torchmetrics import Metric
 
 from gptlab.config import GPTConfig
-from gptlab.config.schedule import Schedule
 from gptlab.model.gpt import GPT
-from gptlab.training.optimizers import build_optimizer, default_optimizer, lr_scheduler
+from gptlab.optim.optimizer import build_optimizer, default_optimizer, lr_scheduler
+from gptlab.optim.schedule import Schedule
 
 
 class TokenNLL(Metric):

@@ -17,7 +17,7 @@ import torch
 
 
 class MuonAdamW(torch.optim.Optimizer):
-    """One optimizer over role-tagged groups (gptlab/training/optimizers.py): Muon for `hidden`, AdamW for the
+    """One optimizer over role-tagged groups (gptlab/optim/optimizer.py): Muon for `hidden`, AdamW for the
     rest. Every argument comes from conf/optim/muon.yaml."""
 
     def __init__(self, params, *, lr: float, weight_decay: float, momentum: float, nesterov: bool, ns_steps: int,

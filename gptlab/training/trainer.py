@@ -21,8 +21,11 @@ from gptlab.config import RunConfig
 from gptlab.data.datamodule import TokenDataModule
 from gptlab.fs import atomic_symlink, atomic_write_bytes, atomic_write_json, atomic_write_text
 from gptlab.machine import facts, note
-from gptlab.model.checkpoint import read_checkpoint
-from gptlab.runfolder import MACHINE, METRICS, read_machine, resume_paths
+from gptlab.model.checkpoint import checkpoint_step, read_checkpoint
+from gptlab.run.folder import MACHINE, METRICS, read_machine, resume_paths
+from gptlab.run.lock import launcher_rank
+from gptlab.run.records import AppendingCSVLogger, write_summary
+from gptlab.run.requeue import cluster_plugins
 from gptlab.training.callbacks import (
     Clocks,
     KeptCheckpoints,
@@ -32,14 +35,11 @@ from gptlab.training.callbacks import (
     Throughput,
 )
 from gptlab.training.components import safe_instantiate
-from gptlab.training.guards import AtomicCheckpointIO, FiniteLossGuard, RNGState, checkpoint_step
+from gptlab.training.guards import AtomicCheckpointIO, FiniteLossGuard, RNGState
 from gptlab.training.hardware import cpu_fast_math, cuda_fast_math, use_compile
-from gptlab.training.loggers import wandb_finish
+from gptlab.training.loggers import wandb_finish, wandb_update_summary
 from gptlab.training.module import GPTModule
-from gptlab.training.records import AppendingCSVLogger, write_summary
-from gptlab.training.runlock import launcher_rank
 from gptlab.training.sharding import strategy
-from gptlab.training.slurm import cluster_plugins
 from gptlab.units import human
 
 log = logging.getLogger("gptlab")
@@ -133,7 +133,7 @@ def duration(seconds: float) -> str:
 def header(run: RunConfig, trainer: L.Trainer, n_params: int, prec: str, run_dir: Path, flops_per_token: int) -> str:
     """The start-up lines: the model, device and run folder; the recipe in force and its projected wall time; the
     batch arithmetic."""
-    from gptlab.config.schedule import Schedule
+    from gptlab.optim.schedule import Schedule
     from gptlab.training.compose import recipe
     der, device, t = run.derived, trainer.strategy.root_device.type, run.trainer
     threads = f" ({torch.get_num_threads()} threads)" if device == "cpu" else ""
@@ -315,7 +315,7 @@ def closing_line(summary: dict, run_dir: Path) -> str:
 
 def branch_record(run: RunConfig) -> dict:
     """What a cooldown branch's summary.json says of it: where it started and how it decayed."""
-    from gptlab.config.schedule import Schedule
+    from gptlab.optim.schedule import Schedule
     s, total = Schedule.of(run.sched), run.trainer.max_steps
     steps = total - s.decay_start(total)
     return {"from": run.branch, "from_step": total - steps, "steps": steps, "fraction": steps / total,
@@ -340,3 +340,13 @@ def print_sample(module, run: RunConfig, dm, run_dir: Path) -> None:
                          generator=gen)
     tokens = [t for t in out[0].tolist() if t < enc.n_vocab]
     log.info("sample:\n" + enc.decode(tokens).split("<|endoftext|>")[0])
+
+
+def fit_branches(run: RunConfig, launcher_jobs: int | None = None) -> list[dict]:
+    """The run's cooldown branches (gptlab/run/branch.py), each fitted here; their losses go into the source's
+    summary.json and W&B summary."""
+    from gptlab.run.branch import run_branches
+    results = run_branches(run, lambda branch: fit(branch, launcher_jobs))
+    losses = {f"cooldown/loss@{r['tokens']}": r["final_val_loss"] for r in results}
+    wandb_update_summary(run.logger.get("wandb"), Path(run.paths.run_dir), losses)
+    return results

@@ -1,6 +1,6 @@
 """The learning-rate schedule: a pure function of the optimizer step, one class for every shape. Imports no torch.
 
-    python -c "from gptlab.config.schedule import Schedule; s = Schedule(warmup_steps=10); \
+    python -c "from gptlab.optim.schedule import Schedule; s = Schedule(warmup_steps=10); \
                print([round(s.factor(t, 100), 4) for t in (0, 5, 10, 55, 99)])"
     python -m gptlab.train sched=wsd sched.decay_fraction=0.3 sched.decay=1-sqrt   # conf/sched/*.yaml name one
 
@@ -8,7 +8,7 @@ The rate is optim.lr x factor(step). The factor warms up linearly over `warmup_s
 so the first update moves the weights), stays at 1, then decays over the last `decay_fraction` of the steps to
 `min_lr_ratio`: cosine, linear, or 1-sqrt (Hägele et al. 2024's cooldown shape); `none` never decays. So cosine
 and linear are decays over the whole run (fraction 1), wsd is warmup-stable-decay (fraction 0.2), constant has no
-decay, and a cooldown branch is a decay that starts at the step it branched from (gptlab/config/cooldown.py). A new
+decay, and a cooldown branch is a decay that starts at the step it branched from (gptlab/run/branch.py). A new
 shape made of these pieces is one YAML file in conf/sched/.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ from gptlab.config.checks import is_int, must
 from gptlab.config.schema import Schema
 
 DECAYS = ("cosine", "linear", "1-sqrt", "none")
-TARGET = "gptlab.config.schedule.Schedule"  # what conf/sched/*.yaml's _target_ names
+TARGET = "gptlab.optim.schedule.Schedule"  # what conf/sched/*.yaml's _target_ names
 
 
 @dataclass

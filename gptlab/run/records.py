@@ -1,6 +1,6 @@
 """Run-folder records: metrics.csv that survives a resume, and summary.json built from it.
 
-    python -m gptlab.train          # writes <run>/metrics.csv and summary.json (gptlab/runfolder.py reads them)
+    python -m gptlab.train          # writes <run>/metrics.csv and summary.json (gptlab/run/folder.py reads them)
 """
 from __future__ import annotations
 
@@ -15,12 +15,12 @@ from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 
 from gptlab.fs import atomic_write_bytes, atomic_write_json
-from gptlab.runfolder import SUMMARY, read_metrics
+from gptlab.run.folder import SUMMARY, read_metrics
 
 
 class _AppendingWriter(ExperimentWriter):
     """Lightning's CSV writer deletes an existing metrics.csv. Ours keeps it: a fresh run never lands in a used folder
-    (gptlab/runlock.py), so a file here is this run's own (the validation before fit, or a ddp_spawn process opening it
+    (lock.py), so a file here is this run's own (the validation before fit, or a ddp_spawn process opening it
     again) or a resumed run's; after a resume the rows logged after the checkpoint (by their `tokens` column: tokens
     trained when the row was logged) are dropped, as the resumed run logs them again."""
 
@@ -123,9 +123,9 @@ def time_to(val_rows: list[dict], target: float) -> dict:
 
 
 def plateau(val_rows: list[dict]):
-    """The single-curve fit L(t) = L_inf + A t^-alpha over the evals after step 0 (gptlab/analysis/fits.py): an
+    """The single-curve fit L(t) = L_inf + A t^-alpha over the evals after step 0 (curves.py): an
     extrapolation, as its name says; 'refused: why' when the curve cannot support one."""
-    from gptlab.analysis.fits import FitError, fit_power_law
+    from gptlab.run.curves import FitError, fit_power_law
     pts = {r["tokens"]: r["val/loss"] for r in val_rows if r.get("tokens", 0) > 0}
     try:
         fit = fit_power_law(list(pts), list(pts.values()))

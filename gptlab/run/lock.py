@@ -16,10 +16,12 @@ import fcntl
 import os
 import socket
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from gptlab.errors import Refused
-from gptlab.runfolder import RECORDS
+from gptlab.run.folder import RECORDS
 
 LOCK = ".lock"  # <run_dir>/.lock: holds the pid, host and start time of the run writing the folder
 
@@ -109,3 +111,21 @@ def claim(run_dir: str | os.PathLike, resuming: bool) -> RunLock | None:
         lock.release()
         raise
     return lock
+
+
+@dataclass
+class Claimed:
+    """A run every check passed and the lock on its folder (None for a rank a launcher started): `with claimed as
+    run:` releases the lock however the block ends."""
+    run: Any  # the RunConfig (this module imports no config)
+    lock: RunLock | None
+
+    def release(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+
+    def __enter__(self):
+        return self.run
+
+    def __exit__(self, *exc) -> None:
+        self.release()

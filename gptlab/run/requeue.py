@@ -7,8 +7,8 @@ Lightning reads the ranks from SLURM_PROCID, SLURM_LOCALID and SLURM_NODEID (its
 auto-requeue is turned off: it would write hpc_ckpt_<n>.ckpt into the run folder, which a later fresh fit there
 restores without being asked. gptlab does the same job its own way: a SIGUSR1 (sbatch --signal=USR1@<s>) or
 submitit's SIGUSR2 stops every rank at the next step boundary with last.ckpt written, then rank 0 requeues the job
-(`scontrol requeue`), and the requeued job's own command continues its run folder (gptlab/training/compose.py,
-requeued()). docs/scaling.md walks the whole path.
+(`scontrol requeue`), and the requeued job's own command continues its run folder (resume.py, requeued()).
+docs/scaling.md walks the whole path.
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def cluster_plugins() -> list:
 def requeue(stopped: str | None) -> bool:
     """After a stop by a requeue signal inside a SLURM job, put the job back in the queue (rank 0 only); whether
     it did. The job's command reruns into the same folder and continues from last.ckpt."""
-    from gptlab.training.runlock import launcher_rank
+    from gptlab.run.lock import launcher_rank
     job = os.environ.get("SLURM_JOB_ID")
     if stopped not in REQUEUE_SIGNALS or not job or launcher_rank() > 0:
         return False

@@ -1,6 +1,6 @@
 """The run folder contract: what a run leaves, and how its records read back. Imports no torch.
 
-    python -c "from gptlab.runfolder import read_metrics; print(read_metrics('runs/2026-11-27/21-00-00')[-1])"
+    python -c "from gptlab.run.folder import read_metrics; print(read_metrics('runs/2026-11-27/21-00-00')[-1])"
 
 <run>/config.yaml the resolved config; metrics.csv one row per logged step and per eval; summary.json the numbers a
 report needs; machine.json what the run started on; checkpoints/{last,best}.ckpt; wandb/. Writers (gptlab/training)
@@ -17,6 +17,11 @@ from gptlab.config.checks import ConfigError
 CONFIG, METRICS, SUMMARY = "config.yaml", "metrics.csv", "summary.json"
 MACHINE = "machine.json"  # the machine facts of the run's first invocation (gptlab/machine.py)
 RECORDS = (METRICS, SUMMARY, "checkpoints/last.ckpt", "checkpoints/best.ckpt")  # a run was here
+
+
+def kept_name(step: int) -> str:
+    """A checkpoint kept at `step` (trainer.keep_tokens): <run>/checkpoints/step-000400.ckpt."""
+    return f"step-{step:06d}.ckpt"
 
 
 def read_metrics(run_dir) -> list[dict]:
@@ -81,6 +86,23 @@ def label(overrides: list[str]) -> str:
     return " ".join((s if s in unique else k) + o[len(k):] for o, k, s in zip(overrides, keys, short))
 
 
+MOVED = {"gptlab.config.schedule.": "gptlab.optim.schedule.", "gptlab.training.muon.": "gptlab.optim.muon."}  # renamed
+
+
+def moved_targets(node):
+    """A saved config with every _target_ that names a renamed module (MOVED) named as today."""
+    if isinstance(node, list):
+        return [moved_targets(v) for v in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: moved_targets(v) for k, v in node.items()}
+    target = out.get("_target_")
+    for old, new in MOVED.items():
+        if isinstance(target, str) and target.startswith(old):
+            out["_target_"] = new + target[len(old):]
+    return out
+
+
 def upgraded(saved):
     """A config.yaml written before components came from config, in today's shape: optim as torch.optim.AdamW's
     arguments (grad_clip to trainer), sched as a Schedule, logger as its components. Today's come back as they are."""
@@ -96,7 +118,7 @@ def upgraded(saved):
     if sched and "_target_" not in sched:
         name = sched.get("name", "cosine")
         decay = {"constant": "none", "wsd": sched.get("decay_shape", "linear")}.get(name, name)
-        data["sched"] = {"_target_": "gptlab.config.schedule.Schedule", "warmup_steps": sched.get("warmup_steps", 100),
+        data["sched"] = {"_target_": "gptlab.optim.schedule.Schedule", "warmup_steps": sched.get("warmup_steps", 100),
                          "decay": decay, "decay_fraction": sched.get("decay_fraction", 0.2) if name == "wsd" else 1.0,
                          "min_lr_ratio": sched.get("min_lr_ratio", 0.1)}
     if isinstance(logger, dict) and "project" in logger:
@@ -109,7 +131,7 @@ def upgraded(saved):
             data["logger"]["tensorboard"] = {"_target_": "lightning.pytorch.loggers.TensorBoardLogger",
                                              "save_dir": data.get("paths", {}).get("run_dir"), "name": "tensorboard",
                                              "version": "", "default_hp_metric": False}
-    out = OmegaConf.create(data)
+    out = OmegaConf.create(moved_targets(data))
     with open_dict(out):
         out.pop("resolved", None)
     return out

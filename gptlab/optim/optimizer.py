@@ -3,7 +3,7 @@ is called with them. Any torch.optim class is one YAML file; an optimizer that n
 YAML (MuonAdamW in muon.py).
 
     python -m gptlab.train optim=muon optim.lr=0.02
-    python -c "from gptlab import GPT, GPTConfig; from gptlab.training.optimizers import param_groups; \
+    python -c "from gptlab import GPT, GPTConfig; from gptlab.optim.optimizer import param_groups; \
                print([(g['role'], len(g['params'])) for g in param_groups(GPT(GPTConfig(2, 2, 32, 16)), 1e-3, 0.1)])"
 
 Groups, in parameter order, from GPT.param_roles(): embedding, hidden, head (untied only) and gain. Weight decay
