@@ -5,15 +5,12 @@
 import csv
 import json
 import math
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import ROOT, run_train
+from helpers import in_process, run_train
 
 from gptlab.data.datamodule import TokenDataModule, TrainWindows
 from gptlab.data.pipeline import encode_doc, prepare
@@ -193,14 +190,12 @@ def test_short_chat_run_trains(chat_root, tmp_path):
     assert "source: chat" in (run / "config.yaml").read_text()  # data=chat won over conftest's data=text
     assert "loss_mask: true" in (run / "config.yaml").read_text()
     # eval of the run alone scores what training scored: assistant tokens only, the run's val tokens and context
-    env = {**os.environ, "GPTLAB_DATA": str(chat_root)}
-    e = subprocess.run([sys.executable, "-m", "gptlab.eval", f"model={run}"], cwd=ROOT, env=env, capture_output=True,
-                       text=True, timeout=120)
+    env = {"GPTLAB_DATA": str(chat_root)}
+    e = in_process("eval", [f"model={run}"], env)
     assert e.returncode == 0, e.stderr
     line = next(x for x in e.stdout.splitlines() if "summary.json best_val_loss" in x)
     best = json.loads((run / "summary.json").read_text())["best_val_loss"]
     assert float(line.split("this eval ")[1].split(":")[0]) == pytest.approx(best, abs=1e-6)
-    e = subprocess.run([sys.executable, "-m", "gptlab.eval", f"model={run}", "loss_mask=false"], cwd=ROOT, env=env,
-                       capture_output=True, text=True, timeout=120)
+    e = in_process("eval", [f"model={run}", "loss_mask=false"], env)
     unmasked = float(next(x for x in e.stdout.splitlines() if "| loss |" in x).split("|")[3])
     assert abs(unmasked - best) > 1e-3  # every token scored: another number, as an explicit override asks

@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import composed, run_train, validated
+from helpers import composed, in_process, run_train, validated
 
 from gptlab import GPT, GPTConfig
 from gptlab.config import ConfigError
@@ -238,11 +238,7 @@ def test_every_option_at_once_trains_resumes_exactly_and_evaluates(tiny_data, tm
     """All the options together (and Muon): a sliced run resumed alone equals the uninterrupted one, and eval of
     the run reproduces its summary."""
     import json
-    import os
-    import subprocess
-    import sys
 
-    from helpers import ROOT
     from test_runfolder import rows, summary
     opts = [f"model.{k}={v}".replace("True", "true").replace("False", "false") for k, v in ALL.items()]
     common = [*opts, "optim=muon", "trainer.max_steps=12", "trainer.eval_interval=5"]
@@ -252,6 +248,5 @@ def test_every_option_at_once_trains_resumes_exactly_and_evaluates(tiny_data, tm
     run_train([f"resume={cut}"], tiny_data, tmp_path, extra=False)
     assert rows(cut) == rows(ref) and summary(cut) == summary(ref)
     assert json.loads((ref / "summary.json").read_text())["model"]["pos"] == "rope"
-    e = subprocess.run([sys.executable, "-m", "gptlab.eval", f"model={ref}"], cwd=ROOT, capture_output=True,
-                       text=True, timeout=120, env={**os.environ, "GPTLAB_DATA": str(tiny_data)})
+    e = in_process("eval", [f"model={ref}"], {"GPTLAB_DATA": str(tiny_data)})
     assert e.returncode == 0 and abs(float(e.stdout.split("difference ")[1].split()[0])) < 1e-5, e.stderr

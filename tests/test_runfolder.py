@@ -8,17 +8,14 @@ by resume= alone and compared with one uninterrupted run: the same metrics.csv r
 measure time) and the same summary.json.
 """
 import json
-import os
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, run_train
+from helpers import in_process, run_train
 from test_reliability import metric_rows, sigkill, start_train, wait_for
 
 RUN = ["trainer.max_steps=22", "trainer.eval_interval=8", "trainer.log_every_n_steps=2", "data.global_batch=8",
@@ -156,17 +153,15 @@ def test_resume_alone_keeps_the_runs_config_and_refuses_unsafe_changes(tiny_data
 def test_eval_of_a_run_alone_reproduces_its_val_loss(tiny_data, tmp_path):
     run = tmp_path / "r"
     run_train(["trainer.max_steps=10", "data.val_tokens=1000", f"hydra.run.dir={run}"], tiny_data, tmp_path)
-    env = {**os.environ, "GPTLAB_DATA": str(tiny_data)}
-    p = subprocess.run([sys.executable, "-m", "gptlab.eval", f"model={run}"], cwd=ROOT, env=env, capture_output=True,
-                       text=True, timeout=120)
+    env = {"GPTLAB_DATA": str(tiny_data)}
+    p = in_process("eval", [f"model={run}"], env)
     assert p.returncode == 0, p.stderr
     s = json.loads((run / "summary.json").read_text())
     line = next(x for x in p.stdout.splitlines() if "summary.json best_val_loss" in x)
     got = float(line.split("this eval ")[1].split(":")[0])
     assert got == pytest.approx(s["best_val_loss"], abs=1e-6)
     assert s["val_tokens"] == 992 and "992 tokens, ctx 32" in line  # whole windows of 32 within val_tokens=1000
-    p = subprocess.run([sys.executable, "-m", "gptlab.eval", f"model={run}", "max_tokens=64"], cwd=ROOT, env=env,
-                       capture_output=True, text=True, timeout=120)
+    p = in_process("eval", [f"model={run}", "max_tokens=64"], env)
     assert "(64 tokens, ctx 32, stride 32)" in p.stdout  # an explicit override still wins
 
 

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, TINY, require_slow, run_train
+from helpers import ROOT, TINY, in_process, require_slow, run_train
 from test_reliability import metric_rows
 
 RUN = ["trainer.max_steps=12", "trainer.eval_interval=4", "trainer.log_every_n_steps=3", "data.global_batch=8"]
@@ -270,14 +270,12 @@ def test_fsdp_on_two_cpu_processes_resumes_exactly_agrees_with_ddp_and_its_check
     from gptlab.model.checkpoint import read_checkpoint
     keys = set(read_checkpoint(whole / "checkpoints" / "last.ckpt")["state_dict"])
     assert keys == set(read_checkpoint(reference / "checkpoints" / "last.ckpt")["state_dict"])
-    env = {**os.environ, "GPTLAB_DATA": str(tiny_data), "GPTLAB_RUNS": str(tmp_path)}
+    env = {"GPTLAB_DATA": str(tiny_data), "GPTLAB_RUNS": str(tmp_path)}
     out = {}
     for cmd in (["eval", f"model={whole}"], ["sample", f"model={whole}", "max_new_tokens=4"],
                 ["generations", f"models=[{whole}]", "prompts=builtin", "n_samples=1", "max_new_tokens=4",
                  f"out={tmp_path / 'gen'}"], ["hf", "export", f"model={whole}", f"out={tmp_path / 'hf'}"]):
-        done = subprocess.run([sys.executable, "-m", f"gptlab.{cmd[0]}", *cmd[1:]], cwd=ROOT, env=env,
-                              capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, done.stderr[-2000:]
+        done = in_process(cmd[0], cmd[1:], env)
         out[cmd[0]] = done.stdout + done.stderr
     assert abs(float(out["eval"].split(": difference ")[1].split(" ")[0])) < 1e-5  # eval reproduces training
     assert (tmp_path / "gen" / "generations.json").is_file() and (tmp_path / "hf" / "config.json").is_file()

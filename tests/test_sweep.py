@@ -153,7 +153,8 @@ STUDIES = sorted(f.stem for f in (ROOT / "conf" / "experiment").glob("*.yaml")
 
 @pytest.mark.parametrize("study", STUDIES)
 def test_named_studies_compose_and_sweep_real_keys(study):
-    """Each study's swept keys exist in the composed config, and every job it would launch validates."""
+    """Each study's swept keys exist in the composed config, and every job it would launch validates: each arm once
+    (its jobs differ only by seed, and every seed the grid names is a valid one)."""
     assert {"depth_width", "decay", "dropout", "accumulation", "cooldown", "study_30m_vs_gpt2"} <= set(STUDIES)
     assert (ROOT / "experiments" / study / "README.md").is_file()
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
@@ -163,7 +164,10 @@ def test_named_studies_compose_and_sweep_real_keys(study):
     for key, values in OmegaConf.to_container(params, resolve=True).items():  # ${seeds:3} -> 1,2,3
         jobs = [j + [f"{key}={v.strip()}"] for j in jobs for v in str(values).split(",")]
     assert len(jobs) >= 2
-    for job in jobs:
+    seeds = {o.split("=")[1] for j in jobs for o in j if o.startswith("seed=")}
+    assert all(s.isdigit() and 0 <= int(s) < 2**32 for s in seeds), seeds
+    arms = {tuple(o for o in j if not o.startswith("seed=")): j for j in jobs}  # an arm's first job
+    for job in arms.values():
         cfg = composed(f"experiment={study}", *job)
         for key in (o.split("=")[0] for o in job):
             if key in groups:  # a config group (optim, modern): its choice must be an existing option file
