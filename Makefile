@@ -25,8 +25,9 @@ train: prepare
 test: setup
 	$(PY) -m pytest -q $(ARGS)
 
+# test-fast spreads its tests over every core (pytest-xdist); make test runs in one process, in order, as timed
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow" $(ARGS)
+	$(PY) -m pytest -q -n auto -m "not slow" $(ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check gptlab tests benchmarks experiments

@@ -5,6 +5,15 @@ import pytest
 from helpers import tiny_corpus_docs
 
 
+def pytest_configure(config):
+    """Under make test-fast's workers (pytest-xdist, one per core) each worker computes on one thread: two workers
+    of two threads each on 2 cores would only wait for each other."""
+    import os
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+        torch.set_num_threads(1)
+
+
 def pytest_runtest_setup(item):
     helpers.CURRENT["item"] = item  # run_train refuses to train from a test not marked slow (fixtures included)
 

@@ -140,10 +140,14 @@ def bench(tmp_path, *args, timeout=300):
 
 
 def test_bench_writes_table_and_json(tmp_path):
+    from helpers import in_process
     out = tmp_path / "bench.json"
-    p = bench(tmp_path, "model=tiny", "model.n_layer=1", "model.n_embd=32", "model.n_head=2", "model.block_size=32",
-              "synthetic=true", "warmup=1", "steps=1", "rounds=2", "eval_batches=1", "generate.new_tokens=4",
-              "generate.repeats=1", "trainer.threads=1", "trainer.peak_flops=1e11", f"out={out}")
+    p = in_process("bench", ["model=tiny", "model.n_layer=1", "model.n_embd=32", "model.n_head=2",
+                             "model.block_size=32", "synthetic=true", "warmup=1", "steps=1", "rounds=2",
+                             "eval_batches=1",
+                             "generate.new_tokens=4", "generate.repeats=1", "trainer.threads=1",
+                             "trainer.peak_flops=1e11", f"out={out}"],
+                   {"GPTLAB_RUNS": str(tmp_path / "runs"), "WANDB_SILENT": "true"})
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-5000:]
     r = json.loads(out.read_text())
     assert r["model"] == "tiny" and r["micro_batch"] == 4  # data.batch_size=auto: the tiny preset's CPU default
