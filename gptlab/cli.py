@@ -342,7 +342,9 @@ def run_app(entry: Entry, argv: list[str] | None = None, in_sweep: Callable[[], 
                 print(help_text(entry, argv))
             sys.exit(0)
         overrides = rewrite(argv, entry)
-        if not any(a in ("-m", "--multirun") for a in overrides) and not any(a.startswith("-") for a in overrides):
+        if any(a in ("-m", "--multirun") for a in overrides):
+            check_sweep(entry.name, overrides)
+        elif not any(a.startswith("-") for a in overrides):
             compose(entry.name, overrides)
     except UserError as e:
         fail(e, 2)
@@ -350,6 +352,32 @@ def run_app(entry: Entry, argv: list[str] | None = None, in_sweep: Callable[[], 
         lambda cfg: do(entry, cfg, in_sweep()))
     sys.argv = [sys.argv[0]] + overrides
     app()
+
+
+def check_sweep(name: str, overrides: list[str]) -> None:
+    """A -m command line refused before its first job starts when any value it sweeps would be (model=30M,tiny:
+    'did you mean model=30m?'): every swept value is composed once, with the other swept keys at their first value."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    words = [o for o in overrides if not o.startswith("-")]
+    try:
+        parsed = OverridesParser.create().parse_overrides(words)
+    except Exception as e:
+        raise Refused(hydra_message(e)) from None
+    fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+    swept = [(o.get_key_element(), swept_values(o)) for o in parsed if o.is_sweep_override()]
+    first = [f"{key}={values[0]}" for key, values in swept if values]
+    compose(name, fixed + first)
+    for i, (key, values) in enumerate(swept):
+        for value in values[1:]:
+            compose(name, fixed + first[:i] + [f"{key}={value}"] + first[i + 1:])
+
+
+def swept_values(override) -> list[str]:
+    """A sweep's values (a,b / choice / range); none for a sweeper's own search space (interval(...): Optuna's)."""
+    try:
+        return list(override.sweep_string_iterator())
+    except Exception:
+        return []
 
 
 def help_text(entry: Entry, argv: list[str]) -> str:

@@ -107,6 +107,11 @@ REFUSED = [  # (entry point, arguments, the start of its one line)
                                                          "folder or .yaml; did you mean data=shakespeare?"),
     ("train", ["trainer.max_steps=2.5"], "error: trainer.max_steps must be an integer, got '2.5'"),
     ("train", ["trainer.max_steps=1e-3"], "error: trainer.max_steps must be an integer, got '1e-3'"),
+    # a sweep is refused before its first job when any value it sweeps would be
+    ("train", ["-m", "model=30M,tiny"], "error: model=30M: no such preset; did you mean model=30m?"),
+    ("train", ["-m", "model=tiny,tiny.yaml"], "error: model=tiny.yaml: a preset is named without its folder or .yaml; "
+                                              "did you mean model=tiny?"),
+    ("train", ["-m", "model.n_layer=2,x"], "error: model.n_layer must be an integer, got 'x'"),
 ]
 
 
@@ -315,6 +320,17 @@ def test_an_integer_key_takes_a_whole_number_in_scientific_notation():
     assert (cfg.trainer.max_steps, cfg.data.block_size, cfg.trainer.stop_after) == (1000, 64, 1500)
     assert cli.compose("eval", ["spec=hf:gpt2", "ctx=1e2"]).ctx == 100
     assert cli.compose("train", ["optim.lr=1e3"]).optim.lr == 1000.0  # a float key keeps its float
+
+
+def test_a_key_that_takes_a_count_or_a_word_takes_a_whole_number_in_scientific_notation():
+    """data.batch_size (8 or auto) and trainer.devices (2, -1 or auto): 1e1 is 10, 2.5 is refused naming the key."""
+    from helpers import composed, typed
+
+    from gptlab.config import ConfigError
+    run = typed(composed("data.batch_size=1e1", "trainer.devices=1e0"))
+    assert (run.data.batch_size, run.trainer.devices, run.derived.micro_batch) == (10, 1, 10)
+    with pytest.raises(ConfigError, match="data.batch_size must be an integer >= 1 or auto"):
+        typed(composed("data.batch_size=2.5"))
 
 
 @pytest.mark.parametrize("code", [

@@ -64,7 +64,13 @@ def setting(default):
 class Schema:
     """A config dataclass whose check() runs whenever it is built: a bad value fails naming its key."""
 
+    WHOLE = ()  # keys that take a count or a word (batch_size: 8 or auto): 1e1 typed for a count is the count, 10
+
     def __post_init__(self):
+        for key in self.WHOLE:
+            v = getattr(self, key)
+            if isinstance(v, float) and v.is_integer():
+                setattr(self, key, int(v))
         self.check()
 
     def check(self) -> None:
@@ -163,6 +169,7 @@ class GPTConfig(Schema):
 
 @dataclass
 class DataConfig(Schema):
+    WHOLE = ("batch_size",)
     name: str = MISSING  # folder <paths.data_dir>/<name>; each data preset names one
     source: str = MISSING  # document source: shakespeare | text | chat | hf | openwebtext (gptlab/data/sources.py)
     source_args: dict = field(default_factory=dict)  # the source's own arguments (conf/data/<source>.yaml)
@@ -191,6 +198,7 @@ class DataConfig(Schema):
 
 @dataclass
 class TrainerConfig(Schema):
+    WHOLE = ("devices",)
     accelerator: str = "${device}"  # auto | cpu | cuda (gpu, Lightning's name): follows the top-level device=
     devices: Any = 1  # devices per node: a count, -1 or auto (every visible GPU), or a list of ids
     num_nodes: int = 1  # machines; each runs `devices` ranks
