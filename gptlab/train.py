@@ -17,7 +17,7 @@ for the checkpoint and optimizer checks); 1: stopped with a one-line error; 130:
 from __future__ import annotations
 
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from gptlab import cli
@@ -34,22 +34,22 @@ def check(cfg) -> Claimed:
     from gptlab.run.resume import requeued
     from gptlab.training.components import check_offline, check_optimizer
     from gptlab.training.compose import compose_run
-    run, changes, branch_step = compose_run(cfg)
+    run, launch = compose_run(cfg)
     check_offline(run)
     run_dir, ckpt = resume_paths(run.resume, run.paths.run_dir)
     # a second writer is refused before torch is imported; a fresh run's folder is checked by requeued() below
     claimed = Claimed(run, claim(run_dir, resuming=bool(run.resume) or not run.branch))
     try:
         if requeued(cfg, run.record()):  # a requeued job's own command into its own folder: a resume of it
-            run, changes, branch_step = compose_run(cfg)
+            run, launch = compose_run(cfg)
             claimed.run = run
             ckpt = resume_paths(run.resume, run.paths.run_dir)[1]
         check_dataset(Path(run.paths.data_dir) / run.data.name, prepare_command(asdict(run.data)))
-        run.changes, run.resume_step = changes, branch_step
         if ckpt is not None:  # read (weights_only) before anything runs: a damaged or unsafe file is refused here
             from gptlab.model.checkpoint import checkpoint_step
-            run.resume_step = checkpoint_step(ckpt)
+            launch = replace(launch, resume_step=checkpoint_step(ckpt))
         check_optimizer(run)
+        claimed.launch = launch
     except BaseException:
         claimed.release()
         raise
@@ -63,11 +63,12 @@ def work(claimed: Claimed) -> float | None:
     from gptlab.run.requeue import requeue
     from gptlab.training.compose import hydra_state
     from gptlab.training.trainer import fit, fit_branches
+    launch = claimed.launch
     with claimed as run:
-        if run.resume_step is not None and run.resume_step >= run.trainer.max_steps:
-            summary, stopped = finished(run), None
+        if launch.resume_step is not None and launch.resume_step >= run.trainer.max_steps:
+            summary, stopped = finished(run, launch.resume_step), None
         else:
-            outcome = fit(run, launcher_jobs=hydra_state()[2])
+            outcome = fit(run, launch, launcher_jobs=hydra_state()[2])
             summary, stopped = outcome.summary or {}, outcome.stopped
             requeue(stopped)  # a SLURM job preempted with SIGUSR1/2 goes back in the queue to continue
         if run.cooldown.branches and read_summary(run.paths.run_dir).get("finished", True) and not stopped:
@@ -77,10 +78,10 @@ def work(claimed: Claimed) -> float | None:
     return summary.get("best_val_loss")
 
 
-def finished(run: RunConfig) -> dict:
+def finished(run: RunConfig, step: int) -> dict:
     """A resume of a run that reached its max_steps changes nothing, and says how to extend it; its summary."""
     from gptlab.run.folder import read_summary
-    print(f"{run.paths.run_dir} finished at step {run.resume_step} (trainer.max_steps={run.trainer.max_steps}); "
+    print(f"{run.paths.run_dir} finished at step {step} (trainer.max_steps={run.trainer.max_steps}); "
           f"nothing to do. Extend it: python -m gptlab.train resume={run.paths.run_dir} "
           f"trainer.max_steps={run.trainer.max_steps * 2}")
     return read_summary(run.paths.run_dir)

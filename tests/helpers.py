@@ -217,7 +217,7 @@ def train_here(args, data_root, run_dir):
     OmegaConf.update(cfg, "paths.log_dir", str(Path(run_dir).parent))
     OmegaConf.update(cfg, "paths.run_dir", str(run_dir))
     import torch
-    run, threads = compose_run(cfg)[0], torch.get_num_threads()
+    run, threads = compose_run(cfg)[0], torch.get_num_threads()  # a fresh run: its Launch is the default
     try:
         return run, fit(run)
     finally:

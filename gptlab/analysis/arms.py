@@ -25,7 +25,7 @@ NOT_THE_ARM = UNPAIRED + ("paths", "logger", "hydra", "callbacks", "sample", "st
                           "trainer.devices", "trainer.num_nodes", "trainer.strategy", "trainer.threads",
                           "trainer.accelerator", "trainer.log_every_n_steps", "trainer.keep_tokens",
                           "cooldown.branches", "choices", "sweep", "name", "arm",
-                          "derived", "resume_step", "changes")  # the last six: what a run records about itself
+                          "derived")  # the last five: what a run records about itself
 
 
 def override_key(override: str) -> str:

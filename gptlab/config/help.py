@@ -11,7 +11,7 @@ from pathlib import Path
 
 from gptlab.config.presets import CONF, options
 
-HIDDEN = ("hydra", "required", "choices", "sweep", "name", "arm", "derived", "resume_step", "changes")  # set at start
+HIDDEN = ("hydra", "required", "choices", "sweep", "name", "arm", "derived")  # set at start
 
 
 def comments(name: str, choices: dict) -> dict[str, str]:

@@ -337,13 +337,11 @@ class RunConfig(Schema):
     name: str | None = None  # set at start under -m: what this job varies, 'n_layer=4 n_embd=128' (its W&B name)
     arm: str | None = None  # set at start under -m: the job's name without its seed (its W&B job type)
     derived: Derived = field(default_factory=Derived)  # set at start: block size, batch arithmetic, world size
-    resume_step: int | None = None  # set at start, not recorded: the step a resumed or branched checkpoint holds
-    changes: list = field(default_factory=list)  # set at start, not recorded: 'key: saved -> given' on a resume
 
     def record(self) -> dict:
-        """What config.yaml keeps of the run: everything but the start-up's bookkeeping."""
+        """What config.yaml keeps of the run: all of it (an invocation's own additions: gptlab/run/launch.py)."""
         from dataclasses import asdict
-        return {k: v for k, v in asdict(self).items() if k not in ("resume_step", "changes")}
+        return asdict(self)
 
     def check(self):
         must(is_int(self.seed) and 0 <= self.seed <= 2**32 - 1, "seed", "an integer >= 0 and <= 4294967295",

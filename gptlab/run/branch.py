@@ -26,6 +26,7 @@ from gptlab.config.schema import RunConfig
 from gptlab.fs import atomic_write_json
 from gptlab.optim.schedule import TARGET, Schedule
 from gptlab.run.folder import CONFIG, SUMMARY, kept_name, read_summary, upgraded
+from gptlab.run.launch import Launch
 from gptlab.run.lock import claim
 from gptlab.run.resume import resumed_config, task_keys
 
@@ -124,9 +125,9 @@ def branch_dir(run_dir: Path, step: int) -> Path:
     return Path(run_dir) / "cooldowns" / f"step-{step:06d}"
 
 
-def branch_of(run: RunConfig, step: int) -> RunConfig:
-    """The typed branch from the run's kept checkpoint at `step`; a resume of it when it was interrupted. Its W&B
-    run sits beside its source's: the same group, the job type '<arm> cooldown'."""
+def branch_of(run: RunConfig, step: int) -> tuple[RunConfig, Launch]:
+    """The typed branch from the run's kept checkpoint at `step` (a resume of it when it was interrupted), and the
+    step its checkpoint holds. Its W&B run sits beside its source's: the same group, the job type '<arm> cooldown'."""
     from gptlab.model.checkpoint import checkpoint_step
     run_dir = Path(run.paths.run_dir)
     out = branch_dir(run_dir, step)
@@ -141,22 +142,20 @@ def branch_of(run: RunConfig, step: int) -> RunConfig:
     last = out / "checkpoints" / "last.ckpt"
     if last.is_file():
         cfg.resume = str(out)
-    branch = run_config(cfg)
-    branch.resume_step = checkpoint_step(last) if last.is_file() else step  # what its checkpoint holds
-    return branch
+    return run_config(cfg), Launch(resume_step=checkpoint_step(last) if last.is_file() else step)
 
 
 def run_branches(run: RunConfig, train) -> list[dict]:
-    """Every kept step's branch, trained by `train(branch)` (gptlab.training.trainer.fit) or read back when finished;
-    their results go into the source's summary.json under `cooldowns`."""
+    """Every kept step's branch, trained by `train(branch, launch)` (gptlab.training.trainer.fit) or read back when
+    finished; their results go into the source's summary.json under `cooldowns`."""
     results = []
     for step in run.derived.keep_steps:
         out = branch_dir(Path(run.paths.run_dir), step)
         if not read_summary(out).get("finished"):
-            branch = branch_of(run, step)
+            branch, launch = branch_of(run, step)
             lock = claim(out, resuming=branch.resume is not None)
             try:
-                train(branch)
+                train(branch, launch)
             finally:
                 if lock is not None:
                     lock.release()

@@ -119,6 +119,7 @@ class Claimed:
     run:` releases the lock however the block ends."""
     run: Any  # the RunConfig (this module imports no config)
     lock: RunLock | None
+    launch: Any = None  # what this invocation adds (gptlab/run/launch.py): the step to resume from, what it changed
 
     def release(self) -> None:
         if self.lock is not None:

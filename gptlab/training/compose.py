@@ -19,6 +19,7 @@ from omegaconf import DictConfig, open_dict
 from gptlab.config.checks import ConfigError
 from gptlab.config.derive import run_config
 from gptlab.config.schema import RunConfig
+from gptlab.run.launch import Launch
 
 
 def hydra_state() -> tuple[dict, str | None, int | None]:
@@ -59,9 +60,9 @@ def arm_name(name: str) -> str:
     return (" ".join(w for w in name.split() if not w.startswith("seed=")) or "all")[:64]
 
 
-def compose_run(cfg: DictConfig) -> tuple[RunConfig, list[str], int | None]:
-    """(the run this command line runs, 'key: saved -> given' for each key a resume or branch changed, the step a
-    branch's checkpoint holds). Refuses with ConfigError before anything is written."""
+def compose_run(cfg: DictConfig) -> tuple[RunConfig, Launch]:
+    """(the run this command line runs, what this invocation adds: 'key: saved -> given' for each key a resume or
+    branch changed, the step a branch's checkpoint holds). Refuses with ConfigError before anything is written."""
     from gptlab.run.branch import branch_source, check_branches
     from gptlab.run.folder import resume_paths
     from gptlab.run.resume import resume_config
@@ -85,7 +86,7 @@ def compose_run(cfg: DictConfig) -> tuple[RunConfig, list[str], int | None]:
     run = run_config(cfg)
     check_branches(run)
     check_launch(run)
-    return run, changes, branch_step
+    return run, Launch(resume_step=branch_step, changes=tuple(changes))
 
 
 def check_launch(run: RunConfig) -> None:

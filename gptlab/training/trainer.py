@@ -15,6 +15,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.loggers import WandbLogger
 from omegaconf import OmegaConf
 
 from gptlab.config import RunConfig
@@ -23,6 +24,7 @@ from gptlab.fs import atomic_symlink, atomic_write_bytes, atomic_write_json, ato
 from gptlab.machine import facts, note
 from gptlab.model.checkpoint import checkpoint_step, read_checkpoint
 from gptlab.run.folder import MACHINE, METRICS, read_machine, resume_paths
+from gptlab.run.launch import Launch
 from gptlab.run.lock import launcher_rank
 from gptlab.run.records import AppendingCSVLogger, write_summary
 from gptlab.run.requeue import cluster_plugins
@@ -130,7 +132,8 @@ def duration(seconds: float) -> str:
     return f"{hours} h {minutes:02d} min" if hours else f"{max(minutes, 1)} min"
 
 
-def header(run: RunConfig, trainer: L.Trainer, n_params: int, prec: str, run_dir: Path, flops_per_token: int) -> str:
+def header(run: RunConfig, launch: Launch, trainer: L.Trainer, n_params: int, prec: str, run_dir: Path,
+           flops_per_token: int) -> str:
     """The start-up lines: the model, device and run folder; the recipe in force and its projected wall time; the
     batch arithmetic."""
     from gptlab.optim.schedule import Schedule
@@ -148,14 +151,14 @@ def header(run: RunConfig, trainer: L.Trainer, n_params: int, prec: str, run_dir
             f"tokens per iteration: {der.tokens_per_step:,} = {der.accumulation} accumulation x {der.micro_batch} "
             f"micro batch x {der.block_size} block x {der.world_size} device(s); {t.max_steps:,} steps = "
             f"{human(der.tokens_per_step * t.max_steps)} tokens"
-            + (f"\nresumed at step {run.resume_step}; changed: {', '.join(run.changes)}" if run.changes else
-               f"\nresumed at step {run.resume_step}, the run's own config unchanged" if run.resume else "")
+            + (f"\nresumed at step {launch.resume_step}; changed: {', '.join(launch.changes)}" if launch.changes else
+               f"\nresumed at step {launch.resume_step}, the run's own config unchanged" if run.resume else "")
             + (f"\ncooldown branch of {run.branch}: the rate decays ({schedule.decay}) from step "
                f"{schedule.decay_start(t.max_steps)} to {t.max_steps}" if run.branch else ""))
 
 
-def fit(run: RunConfig, launcher_jobs: int | None = None) -> Outcome:
-    """Train the run (to trainer.max_steps, or until it is stopped); returns its Outcome."""
+def fit(run: RunConfig, launch: Launch = Launch(), launcher_jobs: int | None = None) -> Outcome:
+    """Train the run (to trainer.max_steps, or until it is stopped) as this invocation launches it; its Outcome."""
     quiet_lightning()
     run_dir, ckpt = resume_paths(run.resume, run.paths.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -164,7 +167,7 @@ def fit(run: RunConfig, launcher_jobs: int | None = None) -> Outcome:
         source_metrics = ckpt.parent.parent / METRICS
         if source_metrics.is_file() and not (run_dir / METRICS).is_file():
             atomic_write_bytes(run_dir / METRICS, source_metrics.read_bytes())  # the logger drops rows after the step
-    resumed_step = run.resume_step if run.resume_step is not None or ckpt is None else checkpoint_step(ckpt)
+    resumed_step = launch.resume_step if launch.resume_step is not None or ckpt is None else checkpoint_step(ckpt)
     dm = datamodule(run)
     if run.trainer.threads or run.derived.device == "cpu":
         torch.set_num_threads(cpu_threads(run, launcher_jobs))
@@ -181,7 +184,8 @@ def fit(run: RunConfig, launcher_jobs: int | None = None) -> Outcome:
     n_params = module.model.num_params()
     trainer = build_trainer(run, module, run_dir, loggers, prec)
     if trainer.is_global_zero:
-        log.info(header(run, trainer, n_params, prec, run_dir, module.model.flops_per_token(run.derived.block_size)))
+        log.info(header(run, launch, trainer, n_params, prec, run_dir,
+                        module.model.flops_per_token(run.derived.block_size)))
         point_last_at(run, run_dir)
     validate_before(run, trainer, module, dm, ckpt)
     trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt) if ckpt else None, weights_only=True)
@@ -192,7 +196,7 @@ def fit(run: RunConfig, launcher_jobs: int | None = None) -> Outcome:
     summary = None
     if trainer.is_global_zero:
         summary = finish(run, trainer, module, dm, run_dir, n_params, clocks, stop, machine)
-    if any(type(lg).__name__ == "WandbLogger" for lg in loggers):
+    if any(isinstance(lg, WandbLogger) for lg in loggers):
         wandb_finish(summary)
     return Outcome(summary, stop)
 
@@ -346,7 +350,7 @@ def fit_branches(run: RunConfig, launcher_jobs: int | None = None) -> list[dict]
     """The run's cooldown branches (gptlab/run/branch.py), each fitted here; their losses go into the source's
     summary.json and W&B summary."""
     from gptlab.run.branch import run_branches
-    results = run_branches(run, lambda branch: fit(branch, launcher_jobs))
+    results = run_branches(run, lambda branch, launch: fit(branch, launch, launcher_jobs))
     losses = {f"cooldown/loss@{r['tokens']}": r["final_val_loss"] for r in results}
     wandb_update_summary(run.logger.get("wandb"), Path(run.paths.run_dir), losses)
     return results
