@@ -1,6 +1,6 @@
 """A run's life: where its folder is (folder.py), its lock (lock.py), what one invocation adds to it (launch.py), its
-records (records.py, curves.py), resume (resume.py), cooldown branches (branch.py) and SLURM requeue (requeue.py). Training writes a run through this package;
-eval, report and sweeps read it back through folder.py.
+records (records.py, curves.py), resume (resume.py), cooldown branches (branch.py) and SLURM requeue (requeue.py).
+Training writes a run through this package; eval, report and sweeps read it back through folder.py.
 
 The states a run folder moves through:
 
