@@ -32,7 +32,7 @@ def check(cfg) -> Claimed:
     from gptlab.run.folder import resume_paths
     from gptlab.run.lock import claim
     from gptlab.run.resume import requeued
-    from gptlab.training.components import check_offline, check_optimizer
+    from gptlab.training.components import check_components, check_offline, check_optimizer
     from gptlab.training.compose import compose_run
     run, launch = compose_run(cfg)
     check_offline(run)
@@ -48,6 +48,7 @@ def check(cfg) -> Claimed:
         if ckpt is not None:  # read (weights_only) before anything runs: a damaged or unsafe file is refused here
             from gptlab.model.checkpoint import checkpoint_step
             launch = replace(launch, resume_step=checkpoint_step(ckpt))
+        check_components(run)
         check_optimizer(run)
         claimed.launch = launch
     except BaseException:

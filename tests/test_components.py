@@ -96,3 +96,46 @@ def test_a_new_optimizer_and_a_new_logger_are_one_yaml_file_each(tiny_data, tmp_
     groups = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["optimizer_states"][0]["param_groups"]
     assert all(g["momentum"] == 0.9 and "betas" not in g for g in groups)
     assert (run / "lightning_csv").is_dir() and list((run / "lightning_csv").rglob("metrics.csv"))
+
+
+def test_a_torch_class_gets_its_typed_config_from_its_signature():
+    """torch.optim.AdamW has no config class of its own: its config is derived from its signature, less the
+    parameter groups the lab passes, with torch's own defaults (read here from the signature independently)."""
+    from gptlab.config.components import config_class
+    cfg = config_class(torch.optim.AdamW, supplied=1)()
+    want = {n: p.default for n, p in list(inspect.signature(torch.optim.AdamW).parameters.items())[1:]}
+    assert dataclasses.asdict(cfg) == want and "params" not in want
+    assert {f.name: f.type for f in dataclasses.fields(cfg)}["amsgrad"] is bool
+
+
+@pytest.mark.parametrize("args, message", [
+    ({"lr": "abc"}, "optim.lr must be a number (torch.optim.AdamW's lr), got 'abc'"),
+    ({"betas": [0.9]}, "optim.betas must be a list of 2 numbers (torch.optim.AdamW's betas), got [0.9]"),
+    ({"fused": "yes"}, "optim.fused must be true or false or null (torch.optim.AdamW's fused), got 'yes'"),
+    ({"lr": 1e-3, "momentum": 0.9}, "optim.momentum is not an argument of torch.optim.AdamW; it takes lr, betas,"),
+])
+def test_an_argument_is_checked_against_the_signature(args, message):
+    from gptlab.config import ConfigError
+    from gptlab.config.components import check_arguments
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+        check_arguments("optim", torch.optim.AdamW, args, supplied=1, name="torch.optim.AdamW")
+    check_arguments("optim", torch.optim.AdamW, {"lr": 1, "betas": [0.9, 0.95], "fused": None}, 1, "torch.optim.AdamW")
+
+
+def test_every_preset_component_fits_its_signature_and_a_wrong_one_is_refused_naming_the_key():
+    """What the presets build passes the signature check; a missing argument of a gptlab class, an unknown one of a
+    function with keyword arguments only, and a Lightning callback's wrong type are refused in one line."""
+    from helpers import composed, typed
+
+    from gptlab.config import ConfigError
+    from gptlab.training.components import check_components
+    for args in (["optim=muon"], ["logger=wandb_tensorboard"], ["optim=adamw", "sched=wsd"]):
+        check_components(typed(composed(*args)))
+    bad = [(["optim=muon", "~optim.gain_lr"], "optim.gain_lr must be set: gptlab.optim.muon.MuonAdamW takes it"),
+           (["logger=wandb", "+logger.wandb.colour=red"], "logger.wandb.colour is not an argument of "
+                                                          "gptlab.training.loggers.wandb_logger"),
+           (["+callbacks.x._target_=lightning.pytorch.callbacks.ModelCheckpoint", "+callbacks.x.save_top_k=x"],
+            "callbacks.x.save_top_k must be an integer (lightning.pytorch.callbacks.ModelCheckpoint's save_top_k)")]
+    for args, message in bad:
+        with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            check_components(typed(composed(*args)))

@@ -8,6 +8,8 @@ gptlab/training/components.py imports what a target names and builds it.
 """
 from __future__ import annotations
 
+from pathlib import PurePath
+
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from gptlab.config.checks import ConfigError
@@ -92,3 +94,121 @@ def numbers(node, where: str):
             yield from numbers(v, f"{where}[{i}]")
     elif isinstance(node, int | float) and not isinstance(node, bool):
         yield where, node
+
+
+HYDRA_KEYS = ("_target_", "_partial_", "_recursive_", "_convert_", "_args_")  # Hydra's own, not the component's
+
+
+def signature(obj, supplied: int = 0) -> tuple[dict, bool]:
+    """({name: inspect.Parameter} a component is configured with, whether it takes **kwargs): its signature, less the
+    first `supplied` positional arguments the lab passes itself (an optimizer's parameter groups). A torch or
+    Lightning class's config is this; a gptlab class's too, with its annotations."""
+    import inspect
+    try:
+        sig = inspect.signature(obj, eval_str=True)
+    except Exception:  # an annotation that names what only a type checker imports: keep them as text
+        sig = inspect.signature(obj)
+    params = [p for p in sig.parameters.values() if p.kind is not p.VAR_POSITIONAL]
+    anything = any(p.kind is p.VAR_KEYWORD for p in params)
+    named = [p for p in params if p.kind is not p.VAR_KEYWORD]
+    return {p.name: p for p in named[supplied:]}, anything
+
+
+def config_class(obj, supplied: int = 0) -> type:
+    """The typed config of a component that has no config class of its own, derived from its signature (as LitGPT
+    derives one from a class_path): a dataclass of its arguments, with their annotations and defaults."""
+    import dataclasses
+    import inspect
+    params, _ = signature(obj, supplied)
+    fields = []
+    for name, p in params.items():
+        ann = p.annotation if p.annotation is not inspect.Parameter.empty else object
+        fields.append((name, ann, dataclasses.field(default=p.default)) if p.default is not inspect.Parameter.empty
+                      else (name, ann))
+    fields.sort(key=lambda f: len(f) == 3)  # a dataclass lists the arguments without defaults first
+    return dataclasses.make_dataclass(f"{getattr(obj, '__name__', 'Component')}Config", fields)
+
+
+def check_arguments(where: str, obj, args: dict, supplied: int = 0, name: str | None = None) -> None:
+    """Each argument given is one the component takes, of the type its signature says; each it needs is given.
+    ConfigError naming the key otherwise: 'optim.betas must be a list of 2 numbers (torch.optim.AdamW's betas)'."""
+    import inspect
+    params, anything = signature(obj, supplied)
+    name = name or f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', obj)}"
+    for key, value in args.items():
+        if key in HYDRA_KEYS:
+            continue
+        if key not in params:
+            if anything:
+                continue
+            raise ConfigError(f"{where}.{key} is not an argument of {name}; it takes {', '.join(params) or 'none'}")
+        ann = params[key].annotation
+        if isinstance(value, dict) and "_target_" in value:  # a nested component, built and checked as one
+            continue
+        if ann is not inspect.Parameter.empty and not isinstance(ann, str) and not fits_type(value, ann):
+            raise ConfigError(f"{where}.{key} must be {describe(ann)} ({name}'s {key}), got {value!r}")
+    for key, p in params.items():
+        if p.default is inspect.Parameter.empty and key not in args and not (supplied and p.kind is p.POSITIONAL_ONLY):
+            raise ConfigError(f"{where}.{key} must be set: {name} takes it and has no default")
+
+
+def fits_type(value, ann) -> bool:
+    """Whether a config value can be `ann` (a number for a float, a list for a tuple); True where the annotation
+    says nothing a config could break (an iterable of tensors, a class Hydra builds)."""
+    import types
+    import typing
+    origin, args = typing.get_origin(ann), typing.get_args(ann)
+    if ann in (typing.Any, object):
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(fits_type(value, a) for a in args)
+    if ann is type(None):
+        return value is None
+    if origin is typing.Literal:
+        return value in args
+    if origin is not None and origin not in (tuple, list, dict):  # Iterable[...], Callable[...]: nothing to check
+        return True
+    if ann is bool:
+        return isinstance(value, bool)
+    if ann is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if ann is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if ann is str:
+        return isinstance(value, str)
+    if ann in (tuple, list) or origin in (tuple, list):
+        if not isinstance(value, list | tuple):
+            return False
+        if args and not (len(args) == 2 and args[1] is Ellipsis) and origin is tuple:
+            return len(value) == len(args) and all(fits_type(v, a) for v, a in zip(value, args))
+        return all(fits_type(v, args[0]) for v in value) if args else True
+    if ann is dict or origin is dict:
+        return isinstance(value, dict)
+    if isinstance(ann, type) and not issubclass(ann, PurePath):  # a tensor, a timedelta: no scalar a config writes
+        return value is not None and not isinstance(value, str | int | float | bool)
+    return True
+
+
+def describe(ann) -> str:
+    """An annotation in words: 'a number', 'null or true or false', 'a list of 2 numbers'."""
+    import types
+    import typing
+    origin, args = typing.get_origin(ann), typing.get_args(ann)
+    if origin in (typing.Union, types.UnionType):
+        words = list(dict.fromkeys(describe(a) for a in args if describe(a)))
+        return " or ".join(words)
+    if ann is type(None):
+        return "null"
+    if origin is typing.Literal:
+        return "one of " + ", ".join(map(str, args))
+    if origin in (tuple, list) or ann in (tuple, list):
+        fixed = origin is tuple and args and not (len(args) == 2 and args[1] is Ellipsis)
+        inner = describe(args[0]) if args else "values"
+        return f"a list of {len(args)} {plural(inner)}" if fixed else f"a list of {plural(inner)}"
+    return {bool: "true or false", int: "an integer", float: "a number", str: "text", dict: "a mapping"}.get(ann, "")
+
+
+def plural(word: str) -> str:
+    """'a number' -> 'numbers', 'a number or ' -> 'numbers' (the tensor of float | Tensor says nothing)."""
+    word = word.split(" or ")[0]
+    return {"true or false": "booleans"}.get(word, word.removeprefix("a ").removeprefix("an ") + "s")

@@ -19,7 +19,16 @@ import math
 from omegaconf import OmegaConf
 
 from gptlab.config import ConfigError
-from gptlab.config.components import ALLOWED_ROOTS, GROUPS, NAMED, check_root, check_types, find_targets, numbers
+from gptlab.config.components import (
+    ALLOWED_ROOTS,
+    GROUPS,
+    NAMED,
+    check_arguments,
+    check_root,
+    check_types,
+    find_targets,
+    numbers,
+)
 
 
 def check_target(where: str, target, base: type | None = None):
@@ -105,6 +114,16 @@ def check_offline(run) -> None:
     if not (isinstance(decay, int | float) and decay >= 0):
         raise ConfigError(f"optim.weight_decay must be a number >= 0, got {decay!r}")
     Schedule.of(run.sched)
+
+
+def check_components(run) -> None:
+    """Every component's arguments against its typed config: the one its signature gives it (a torch or Lightning
+    class's, a gptlab class's or function's), imported to read it. An unknown argument, a value of the wrong type or a
+    missing one is refused naming the key (optim.betas=[0.9]: 'must be a list of 2 numbers')."""
+    for group in GROUPS:
+        for where, spec in specs(getattr(run, group), group).items():
+            obj = check_target(where, spec["_target_"], None)
+            check_arguments(where, obj, spec, supplied=1 if group == "optim" else 0, name=spec["_target_"])
 
 
 def check_optimizer(run) -> None:
