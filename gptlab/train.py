@@ -32,10 +32,11 @@ def check(cfg) -> Claimed:
     from gptlab.run.folder import resume_paths
     from gptlab.run.lock import claim
     from gptlab.run.resume import requeued
-    from gptlab.training.components import check_components, check_offline, check_optimizer
+    from gptlab.training.components import check_components, check_offline, check_optimizer, check_orthogonal
     from gptlab.training.compose import compose_run
     run, launch = compose_run(cfg)
     check_offline(run)
+    check_orthogonal(run)
     run_dir, ckpt = resume_paths(run.resume, run.paths.run_dir)
     # a second writer is refused before torch is imported; a fresh run's folder is checked by requeued() below
     claimed = Claimed(run, claim(run_dir, resuming=bool(run.resume) or not run.branch))

@@ -101,10 +101,11 @@ def test_the_schedule_scales_every_groups_own_rate():
 
 def test_muon_with_mup_is_refused_in_one_line():
     from gptlab.config import ConfigError
-    from gptlab.training.components import check_optimizer
+    from gptlab.training.components import check_orthogonal
     run = validated(composed("optim=muon", "model.mup_base_width=32"))
     with pytest.raises(ConfigError, match=r"^optim=muon with model.mup_base_width: Muon's orthogonalised update"):
-        check_optimizer(run)
+        check_orthogonal(run)
+    check_orthogonal(validated(composed("optim=adamw", "model.mup_base_width=32")))  # AdamW takes muP's rates
 
 
 def test_the_default_jobs_muon_takes_its_own_rate_not_adamws():

@@ -282,7 +282,8 @@ def test_fsdp_on_two_cpu_processes_resumes_exactly_agrees_with_ddp_and_its_check
 
 
 def test_muon_with_fsdp_is_refused_in_one_line(tmp_path):
-    env = {**os.environ, "GPTLAB_RUNS": str(tmp_path)}
+    """Refused for what it asks, before the dataset is looked for (here there is none: a fresh clone's case)."""
+    env = {**os.environ, "GPTLAB_RUNS": str(tmp_path), "GPTLAB_DATA": str(tmp_path / "no_data")}
     p = subprocess.run([sys.executable, "-m", "gptlab.train", "trainer=fsdp", "trainer.accelerator=cpu",
                         "trainer.devices=2", "optim=muon"],
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)

@@ -116,6 +116,28 @@ def check_offline(run) -> None:
     Schedule.of(run.sched)
 
 
+def orthogonalises(run) -> bool:
+    """Whether the run's optimizer is Muon (it updates each whole matrix orthogonalised), told by its class."""
+    import torch
+
+    from gptlab.optim.muon import MuonAdamW
+    cls = check_target("optim", run.optim["_target_"], None)
+    return isinstance(cls, type) and issubclass(cls, (MuonAdamW, torch.optim.Muon))
+
+
+def check_orthogonal(run) -> None:
+    """Muon is refused with muP and with FSDP. The optimizer's class is imported only for those runs, so every other
+    refusal still comes before torch; these come before the dataset's."""
+    if not (run.model.mup_base_width or run.trainer.strategy == "fsdp") or not orthogonalises(run):
+        return
+    if run.model.mup_base_width:
+        raise ConfigError("optim=muon with model.mup_base_width: Muon's orthogonalised update already sets each "
+                          "matrix's step size by its shape, and muP's per-group Adam rates do not apply to it; drop "
+                          "model.mup_base_width, or use optim=adamw for muP")
+    raise ConfigError("optim=muon orthogonalises each whole weight matrix, and trainer.strategy=fsdp shards them; "
+                      "use trainer=ddp with Muon, or optim=adamw with FSDP")
+
+
 def check_components(run) -> None:
     """Every component's arguments against its typed config: the one its signature gives it (a torch or Lightning
     class's, a gptlab class's or function's), imported to read it. An unknown argument, a value of the wrong type or a
@@ -128,21 +150,11 @@ def check_components(run) -> None:
 
 def check_optimizer(run) -> None:
     """The optimizer built once over a dummy matrix, so its own checks refuse a bad value (torch's 'Invalid
-    learning rate', an unknown argument) in one line before the run starts; an orthogonalising optimizer (Muon) is
-    refused with muP and with FSDP, told apart by its class."""
+    learning rate', an unknown argument) in one line before the run starts."""
     import torch
 
-    from gptlab.optim.muon import MuonAdamW
     from gptlab.optim.optimizer import optimizer_arguments
     cls = check_target("optim", run.optim["_target_"], None)
-    muon = isinstance(cls, type) and issubclass(cls, (MuonAdamW, torch.optim.Muon))
-    if muon and run.model.mup_base_width:
-        raise ConfigError("optim=muon with model.mup_base_width: Muon's orthogonalised update already sets each "
-                          "matrix's step size by its shape, and muP's per-group Adam rates do not apply to it; drop "
-                          "model.mup_base_width, or use optim=adamw for muP")
-    if muon and run.trainer.strategy == "fsdp":
-        raise ConfigError("optim=muon orthogonalises each whole weight matrix, and trainer.strategy=fsdp shards them; "
-                          "use trainer=ddp with Muon, or optim=adamw with FSDP")
     w = torch.nn.Parameter(torch.zeros(2, 2))
     groups = [{"params": [w], "role": "hidden"}, {"params": [torch.nn.Parameter(torch.zeros(2))], "role": "gain"}]
     try:
