@@ -8,6 +8,8 @@ no torch.
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 from omegaconf import DictConfig, OmegaConf
 
 from gptlab.config.checks import require
@@ -34,7 +36,8 @@ def run_config(cfg: DictConfig | dict, preset: str | None = None) -> RunConfig:
 
 
 def derive(run: RunConfig, preset: str | None = None) -> RunConfig:
-    """run.derived filled in (and data.batch_size=auto resolved), with the relations between keys checked."""
+    """A new RunConfig with `derived` filled in (and data.batch_size=auto resolved), built and so checked whole: a
+    RunConfig is never changed after its check() has run."""
     key = "device" if run.trainer.accelerator == run.device else "trainer.accelerator"  # the one the user set
     device = resolve_device(run.trainer.accelerator, key)
     block = run.model.block_size if run.data.block_size is None else run.data.block_size
@@ -43,10 +46,9 @@ def derive(run: RunConfig, preset: str | None = None) -> RunConfig:
     micro = micro_batch(run, preset, device == "cuda", block, world)
     accum = accumulation(run.data.global_batch, run.data.global_batch_tokens, micro, block, world)
     tokens = accum * micro * block * world
-    run.data.batch_size = micro
-    run.derived = Derived(device=device, block_size=block, devices=per_node, world_size=world, micro_batch=micro,
-                          accumulation=accum, tokens_per_step=tokens, keep_steps=keep_steps(run, tokens))
-    return run
+    derived = Derived(device=device, block_size=block, devices=per_node, world_size=world, micro_batch=micro,
+                      accumulation=accum, tokens_per_step=tokens, keep_steps=keep_steps(run, tokens))
+    return replace(run, data=replace(run.data, batch_size=micro), derived=derived)
 
 
 def micro_batch(run: RunConfig, preset: str | None, cuda: bool, block: int, world: int) -> int:
