@@ -11,7 +11,6 @@ user's mistake. Entry points give a `check(cfg)`, which refuses bad input before
 """
 from __future__ import annotations
 
-import math
 import os
 import re
 import sys
@@ -22,8 +21,15 @@ from pathlib import Path
 from typing import Any
 
 from gptlab.config.checks import ConfigError
-from gptlab.config.overrides import hydra_quote
-from gptlab.config.presets import CONF, options
+from gptlab.config.overrides import (
+    adds_argument,
+    flat_keys,
+    hydra_quote,
+    integral_value,
+    preset_message,
+    typed_value,
+)
+from gptlab.config.presets import CONF
 from gptlab.errors import Refused, UserError
 
 HYDRA_FLAGS = ("--cfg", "-c", "--resolve", "--package", "-p", "--info", "-i", "--config-path", "-cp",
@@ -122,19 +128,24 @@ def hydra_message(e: BaseException, typed: str | None = None) -> str:
     return " ".join(keep) or type(e).__name__
 
 
-def compose(name: str, overrides: list[str]):
+def compose(name: str, overrides: list[str], keep: bool = False):
     """conf/<name>.yaml with the overrides applied (Hydra's grammar); Refused with Hydra's message as one line. An
     argument of a component its preset does not list gets Hydra's + in `overrides` itself (adds_argument), and so
     does a whole number typed as a float for an integer key (trainer.max_steps=1e3 -> 1000: integral_value). A
-    group's preset is checked by its name (model=tiny.yaml, model=30M: preset_message)."""
+    group's preset is checked by its name (model=tiny.yaml, model=30M: preset_message). keep=True leaves Hydra
+    initialized on conf/, so run_app can run its job from this very config (run_composed); the caller clears it."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     for _ in range(len(overrides) + 1):
         GlobalHydra.instance().clear()
         try:
-            with initialize_config_dir(str(CONF), version_base="1.3"):
+            init = initialize_config_dir(str(CONF), version_base="1.3", job_name=name)  # initializes Hydra
+            try:
                 cfg = hydra_compose(name, overrides, return_hydra_config=True)
+            finally:
+                if not keep:
+                    init.__exit__(None, None, None)  # Hydra as it was before
         except Exception as e:  # omegaconf and hydra errors: a bad key, value or group option
             unknown = re.match(r"Could not override '([^']+)'", str(e))
             if unknown and adds_argument(overrides, unknown.group(1)):
@@ -154,72 +165,6 @@ def compose(name: str, overrides: list[str]):
         return cfg
 
 
-# keys that may be added: the arguments of what a component builds, and a recipe's tuned rates (recipe.lr.muon)
-COMPONENTS = ("optim.", "sched.", "logger.", "callbacks.", "data.source_args.", "recipe.")
-
-
-def preset_message(group: str, value: str) -> str | None:
-    """The refusal of `group=value` when value is not one of conf/<group>/'s presets but names one by its file
-    (tiny.yaml, conf/model/tiny.yaml), its case (30M) or a near miss: 'did you mean model=tiny?'. None when value is
-    a preset, or when nothing is close (Hydra's own message lists the options)."""
-    import difflib
-    from pathlib import PurePosixPath
-    if group.startswith("hydra") or not (CONF / group).is_dir():
-        return None
-    names = options(group)
-    if value in names:
-        return None
-    stem = PurePosixPath(value).name.removesuffix(".yaml").removesuffix(".yml")
-    close = [n for n in names if n.lower() == stem.lower()] or difflib.get_close_matches(stem, names, n=1, cutoff=0.6)
-    if not close:
-        return None
-    why = "a preset is named without its folder or .yaml" if stem != value else "no such preset"
-    return (f"{group}={value}: {why}; did you mean {group}={close[0]}? (presets in conf/{group}: "
-            f"{', '.join(names)})")
-
-
-def override_at(overrides: list[str], key: str) -> int | None:
-    """The index of the override that sets `key` (with or without Hydra's + or ++), or None."""
-    return next((i for i, o in enumerate(overrides) if o.split("=", 1)[0].lstrip("+") == key), None)
-
-
-def typed_value(overrides: list[str], e: BaseException) -> str | None:
-    """What the command line typed for the key OmegaConf refused (1e-3, not its 0.001)."""
-    key = getattr(e.__cause__, "full_key", None) or getattr(e, "full_key", None)
-    i = override_at(overrides, key) if key else None
-    return None if i is None else overrides[i].split("=", 1)[1]
-
-
-def integral_value(overrides: list[str], e: BaseException) -> bool:
-    """An integer key given a float that is a whole number (trainer.max_steps=1e3, 1.5e3, 64.0): rewritten in place
-    to the integer (1000) for the compose to try again; False for anything else."""
-    cause = e.__cause__ if getattr(e.__cause__, "full_key", None) else e
-    key, text = getattr(cause, "full_key", None), typed_value(overrides, e)
-    if not key or text is None or "to Integer" not in str(getattr(cause, "msg", "")):
-        return False
-    try:
-        number = float(text)
-    except ValueError:
-        return False
-    if not (math.isfinite(number) and number.is_integer()):
-        return False
-    i = override_at(overrides, key)
-    overrides[i] = f"{overrides[i].split('=', 1)[0]}={int(number)}"
-    return True
-
-
-def adds_argument(overrides: list[str], key: str) -> bool:
-    """optim.eps=1e-6 when the optim preset does not list eps: rewritten in place to Hydra's +optim.eps=1e-6 (the
-    optimizer, schedule, logger or data source itself then accepts or refuses it). False for any other key."""
-    if not key.startswith(COMPONENTS):
-        return False
-    for i, o in enumerate(overrides):
-        if o.split("=", 1)[0] == key:
-            overrides[i] = "+" + o
-            return True
-    return False
-
-
 def unknown_key_message(name: str, overrides: list[str], key: str) -> str:
     """A key or group the config does not have, with the close matches from the config the rest composes."""
     import difflib
@@ -232,18 +177,6 @@ def unknown_key_message(name: str, overrides: list[str], key: str) -> str:
     close = difflib.get_close_matches(key, sorted({k for k in keys if not k.startswith("hydra")}), n=1, cutoff=0.6)
     hint = f"; did you mean {close[0]}?" if close else ""
     return f"{key} is not a key{hint} (python -m gptlab.{name} --help lists the keys)"
-
-
-def flat_keys(cfg, prefix: str = "") -> list[str]:
-    """The dotted keys of a config's leaves (and of its inner nodes, which a command line may set as a whole)."""
-    from omegaconf import DictConfig
-    out = []
-    for k in cfg.keys():
-        node = cfg._get_node(k)
-        out.append(f"{prefix}{k}")
-        if isinstance(node, DictConfig):
-            out += flat_keys(node, f"{prefix}{k}.")
-    return out
 
 
 def one_line_warnings() -> None:
@@ -331,11 +264,14 @@ def forget_job_folder() -> None:
 
 
 def run_app(entry: Entry, argv: list[str] | None = None, in_sweep: Callable[[], bool] = lambda: False):
-    """An entry point that needs Hydra's app (run folders, -m sweeps, launchers): train and bench. A single run's
-    arguments are composed first, so a bad one is refused in one line (exit 2) before Hydra starts the job."""
+    """An entry point that needs Hydra's app (run folders, -m sweeps, launchers): train and bench. A single run is
+    composed once: a bad argument is refused in one line (exit 2), and the job runs from that same config. A sweep
+    (its every value checked first) and Hydra's own flags (--cfg job, --info) go through hydra.main."""
     import hydra
+    from hydra.core.global_hydra import GlobalHydra
     argv = sys.argv[1:] if argv is None else argv
     one_line_warnings()
+    cfg = None
     try:
         if "--help" in argv or "-h" in argv:
             with closed_pipe_is_quiet():
@@ -345,13 +281,38 @@ def run_app(entry: Entry, argv: list[str] | None = None, in_sweep: Callable[[], 
         if any(a in ("-m", "--multirun") for a in overrides):
             check_sweep(entry.name, overrides)
         elif not any(a.startswith("-") for a in overrides):
-            compose(entry.name, overrides)
+            cfg = compose(entry.name, overrides, keep=True)
     except UserError as e:
+        GlobalHydra.instance().clear()
         fail(e, 2)
+    if cfg is not None:
+        try:
+            return run_composed(entry.name, cfg, lambda c: do(entry, c, in_sweep()))
+        finally:
+            GlobalHydra.instance().clear()
     app = hydra.main(version_base="1.3", config_path=str(CONF), config_name=entry.name)(
         lambda cfg: do(entry, cfg, in_sweep()))
     sys.argv = [sys.argv[0]] + overrides
     app()
+
+
+def run_composed(name: str, cfg, task):
+    """What hydra.main does for a single run (Hydra.run), from a config already composed: the job's folder, its
+    .hydra/ record, its logging and HydraConfig, then task(cfg) and Hydra's callbacks. Its result, or its error."""
+    from hydra._internal.callbacks import Callbacks
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.utils import run_job
+    from hydra.types import HydraContext, RunMode
+    from omegaconf import open_dict
+    with open_dict(cfg):
+        cfg.hydra.mode = RunMode.RUN
+    callbacks = Callbacks(cfg)
+    callbacks.on_run_start(config=cfg, config_name=name)
+    ret = run_job(hydra_context=HydraContext(config_loader=GlobalHydra.instance().config_loader(), callbacks=callbacks),
+                  task_function=task, config=cfg, job_dir_key="hydra.run.dir", job_subdir_key=None,
+                  configure_logging=True)
+    callbacks.on_run_end(config=cfg, config_name=name, job_return=ret)
+    return ret.return_value  # raises the job's error, as hydra.main would
 
 
 def check_sweep(name: str, overrides: list[str]) -> None:

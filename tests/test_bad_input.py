@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
 from gptlab.config import PRECISIONS, ConfigError, GPTConfig
+from gptlab.config.overrides import adds_argument
 from gptlab.optim.schedule import DECAYS, Schedule
 
 BASES = {  # a few group selections; the fuzz varies values on top of them
@@ -59,7 +60,7 @@ def apply(base, overrides: list[str]):
             return cfg
         except ConfigCompositionException as e:  # a component's argument its preset does not list: cli adds it
             key = re.match(r"Could not override '([^']+)'", str(e))
-            if not (key and cli.adds_argument(overrides, key.group(1))):
+            if not (key and adds_argument(overrides, key.group(1))):
                 raise ConfigError(f"{key.group(1) if key else e} is not a key") from None
         except OmegaConfBaseException as e:
             raise ConfigError(cli.hydra_message(e)) from None
