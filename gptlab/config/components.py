@@ -1,13 +1,16 @@
-"""What can be said about a component before torch is imported: every `_target_` in a config, whether its package may
-be instantiated at all, and whether an argument keeps the type its group's preset file gives it. Imports no torch.
+"""A component's config and its checks: every `_target_` in a config, whether its package may be instantiated at all
+(by name, nothing imported), whether an argument keeps the type its group's preset file gives it (no torch), and the
+typed config a component's signature gives it (config_class), which its arguments are checked against.
 
     python -m gptlab.train +callbacks.x._target_=os.system        # -> refused, exit 2: only gptlab.*, torch.*, ...
     python -m gptlab.train optim.lr=abc                           # -> refused: optim.lr must be a number
+    python -m gptlab.train optim.betas=[0.9]                      # -> refused: a list of 2 numbers (AdamW's signature)
 
 gptlab/training/components.py imports what a target names and builds it.
 """
 from __future__ import annotations
 
+import functools
 from pathlib import PurePath
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -32,16 +35,21 @@ def find_targets(node, where: str):
             yield from find_targets(v, f"{where}[{i}]")
 
 
+def allowed(target) -> bool:
+    """Whether a _target_ lies under a package whose classes a config may name, by its name alone."""
+    return isinstance(target, str) and target.split(".")[0] in ALLOWED_ROOTS
+
+
 def check_root(where: str, target) -> None:
     """Refused by its name alone (nothing imported) unless it lies under gptlab, torch or lightning."""
-    if not isinstance(target, str) or target.split(".")[0] not in ALLOWED_ROOTS:
+    if not allowed(target):
         raise ConfigError(f"{where}._target_={target!r}: only classes from "
                           f"{', '.join(f'{r}.*' for r in ALLOWED_ROOTS)} may be instantiated")
 
 
 def component_class(target) -> object | None:
     """What `target` names, imported only from a package a _target_ may name; None for anything else, or nothing."""
-    if not isinstance(target, str) or target.split(".")[0] not in ALLOWED_ROOTS:
+    if not allowed(target):
         return None
     from hydra.utils import get_object
     try:
@@ -114,41 +122,50 @@ def signature(obj, supplied: int = 0) -> tuple[dict, bool]:
     return {p.name: p for p in named[supplied:]}, anything
 
 
+@functools.cache
 def config_class(obj, supplied: int = 0) -> type:
     """The typed config of a component that has no config class of its own, derived from its signature (as LitGPT
-    derives one from a class_path): a dataclass of its arguments, with their annotations and defaults."""
+    derives one from a class_path): a dataclass of its arguments, with their annotations and defaults; `takes_more`
+    when it also takes **kwargs."""
+    import copy
     import dataclasses
     import inspect
-    params, _ = signature(obj, supplied)
+    params, anything = signature(obj, supplied)
     fields = []
     for name, p in params.items():
         ann = p.annotation if p.annotation is not inspect.Parameter.empty else object
-        fields.append((name, ann, dataclasses.field(default=p.default)) if p.default is not inspect.Parameter.empty
-                      else (name, ann))
+        if p.default is inspect.Parameter.empty:
+            fields.append((name, ann))
+        elif isinstance(p.default, list | dict | set):  # a dataclass takes a mutable default as a factory
+            fields.append((name, ann, dataclasses.field(default_factory=lambda d=p.default: copy.copy(d))))
+        else:
+            fields.append((name, ann, dataclasses.field(default=p.default)))
     fields.sort(key=lambda f: len(f) == 3)  # a dataclass lists the arguments without defaults first
-    return dataclasses.make_dataclass(f"{getattr(obj, '__name__', 'Component')}Config", fields)
+    cls = dataclasses.make_dataclass(f"{getattr(obj, '__name__', 'Component')}Config", fields)
+    cls.takes_more = anything  # its **kwargs take any other argument
+    return cls
 
 
 def check_arguments(where: str, obj, args: dict, supplied: int = 0, name: str | None = None) -> None:
-    """Each argument given is one the component takes, of the type its signature says; each it needs is given.
-    ConfigError naming the key otherwise: 'optim.betas must be a list of 2 numbers (torch.optim.AdamW's betas)'."""
-    import inspect
-    params, anything = signature(obj, supplied)
+    """The arguments given against the component's typed config (config_class): each is one of its fields, of the
+    type its annotation says, and every field without a default is given. ConfigError naming the key otherwise:
+    'optim.betas must be a list of 2 numbers (torch.optim.AdamW's betas)'."""
+    import dataclasses
+    cfg = config_class(obj, supplied)
+    fields = {f.name: f for f in dataclasses.fields(cfg)}
     name = name or f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', obj)}"
     for key, value in args.items():
-        if key in HYDRA_KEYS:
+        if key in HYDRA_KEYS or (key not in fields and cfg.takes_more):
             continue
-        if key not in params:
-            if anything:
-                continue
-            raise ConfigError(f"{where}.{key} is not an argument of {name}; it takes {', '.join(params) or 'none'}")
-        ann = params[key].annotation
+        if key not in fields:
+            raise ConfigError(f"{where}.{key} is not an argument of {name}; it takes {', '.join(fields) or 'none'}")
+        ann = fields[key].type
         if isinstance(value, dict) and "_target_" in value:  # a nested component, built and checked as one
             continue
-        if ann is not inspect.Parameter.empty and not isinstance(ann, str) and not fits_type(value, ann):
+        if not isinstance(ann, str) and not fits_type(value, ann):
             raise ConfigError(f"{where}.{key} must be {describe(ann)} ({name}'s {key}), got {value!r}")
-    for key, p in params.items():
-        if p.default is inspect.Parameter.empty and key not in args and not (supplied and p.kind is p.POSITIONAL_ONLY):
+    for key, f in fields.items():
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and key not in args:
             raise ConfigError(f"{where}.{key} must be set: {name} takes it and has no default")
 
 

@@ -107,6 +107,8 @@ def upgraded(saved):
     """A config.yaml written before components came from config, in today's shape: optim as torch.optim.AdamW's
     arguments (grad_clip to trainer), sched as a Schedule, logger as its components. Today's come back as they are."""
     from omegaconf import OmegaConf, open_dict
+
+    from gptlab.optim.schedule import TARGET
     data = OmegaConf.to_container(saved)
     optim, sched, logger = data.get("optim") or {}, data.get("sched") or {}, data.get("logger")
     if optim and "_target_" not in optim:
@@ -118,7 +120,7 @@ def upgraded(saved):
     if sched and "_target_" not in sched:
         name = sched.get("name", "cosine")
         decay = {"constant": "none", "wsd": sched.get("decay_shape", "linear")}.get(name, name)
-        data["sched"] = {"_target_": "gptlab.optim.schedule.Schedule", "warmup_steps": sched.get("warmup_steps", 100),
+        data["sched"] = {"_target_": TARGET, "warmup_steps": sched.get("warmup_steps", 100),
                          "decay": decay, "decay_fraction": sched.get("decay_fraction", 0.2) if name == "wsd" else 1.0,
                          "min_lr_ratio": sched.get("min_lr_ratio", 0.1)}
     if isinstance(logger, dict) and "project" in logger:
